@@ -1,0 +1,34 @@
+"""hypernas: hypernetwork-driven neural architecture search.
+
+A graph hypernetwork reads an architecture graph and emits the weights of any candidate in a
+search space, so thousands of candidates can be ranked without training each.
+
+Example:
+    >>> import hypernas as hn
+    >>> space = hn.load_space("nb201", input_shape=(1, 28, 28), N=1)
+    >>> cand = space.replay("|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|none~1|nor_conv_1x1~2|")
+    >>> net = hn.Network(cand.graph)
+"""
+
+from .canonical import canonical_id, same_architecture
+from .errors import (ArityError, CycleError, EncodingError, GraphError, GraphFormatError,
+                     HypernasError, InputNodeError, NodeAttributeError, OutputNodeError,
+                     ShapeError, SpaceError, UnknownOpError, UnreachableNodeError)
+from .graph import (GraphBuilder, graph_from_json, graph_to_json, infer_shapes, load_graph,
+                    save_graph, validate)
+from .network import Network, count_params, param_shapes
+from .ops import list_ops
+from .space import Candidate, SearchSpace, SpaceConfig, list_spaces, load_space, register_space
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Candidate", "GraphBuilder", "Network", "SearchSpace", "SpaceConfig", "canonical_id",
+    "count_params", "graph_from_json", "graph_to_json", "infer_shapes", "list_ops", "list_spaces",
+    "load_graph", "load_space", "param_shapes", "register_space", "same_architecture",
+    "save_graph", "validate",
+    # errors
+    "HypernasError", "GraphError", "GraphFormatError", "CycleError", "InputNodeError",
+    "OutputNodeError", "UnknownOpError", "NodeAttributeError", "ShapeError", "ArityError",
+    "UnreachableNodeError", "SpaceError", "EncodingError",
+]

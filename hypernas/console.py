@@ -1,0 +1,117 @@
+"""Rich renderables for the terminal: tables of spaces and candidates, architecture trees.
+
+These functions build ``rich`` objects and never print; the CLI decides where they go.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Hashable, Iterable
+
+import networkx as nx
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from .graph import node_attrs, ordered_inputs, topological_order, validate
+from .network import param_shapes
+from .space import Candidate, SearchSpace
+
+__all__ = ["spaces_table", "candidates_table", "arch_tree", "format_count"]
+
+
+def format_count(n: int | None) -> str:
+    """``15,625``; ``3.1e+12`` for huge numbers; ``?`` when unknown."""
+    if n is None:
+        return "?"
+    return f"{n:,}" if n < 10**9 else f"{n:.2e}"
+
+
+def spaces_table(spaces: Iterable[SearchSpace]) -> Table:
+    """One row per space: name, size, number of choices, description."""
+    table = Table(title="search spaces")
+    for col in ("space", "candidates", "choices", "description"):
+        table.add_column(col, justify="right" if col in ("candidates", "choices") else "left")
+    for space in spaces:
+        table.add_row(space.name, format_count(space.size()), str(len(space.choices())),
+                      space.description)
+    return table
+
+
+def candidates_table(cands: Iterable[Candidate], title: str = "") -> Table:
+    """One row per candidate: index, canonical id, params, layers, encoding."""
+    table = Table(title=title or None)
+    for col, just in (("#", "right"), ("id", "left"), ("params", "right"),
+                      ("layers", "right"), ("encoding", "left")):
+        table.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
+    for i, cand in enumerate(cands):
+        shapes = param_shapes(cand.graph)
+        layers = len({name.rsplit(".", 1)[0] for name in shapes})
+        table.add_row(str(i), cand.id, format_count(sum(math.prod(s) for s in shapes.values())),
+                      str(layers), cand.encoding)
+    return table
+
+
+def _group(node: Hashable) -> str:
+    return str(node).split("_", 1)[0]
+
+
+def _node_line(graph: nx.DiGraph, node: Hashable, shape: tuple[int, ...], params: int,
+               previous: Hashable | None) -> Text:
+    data = graph.nodes[node]
+    attrs = node_attrs(graph, node)
+    shown = ", ".join(f"{k}={v}" for k, v in attrs.items() if k in data)
+    line = Text()
+    line.append(str(node), style="bold")
+    line.append(f"  {data['op']}", style="cyan")
+    if shown:
+        line.append(f"({shown})", style="cyan")
+    ins = ordered_inputs(graph, node)
+    if ins and ins != [previous]:  # show wiring only where it is not "the line above"
+        line.append(f"  <- {', '.join(map(str, ins))}", style="yellow")
+    line.append(f"  {'x'.join(map(str, shape))}")
+    if params:
+        line.append(f"  {params:,} params", style="green")
+    return line
+
+
+def arch_tree(cand: Candidate, extra: dict[str, Any] | None = None) -> Tree:
+    """The architecture as a tree: groups of nodes (by name prefix) in execution order, each
+    node with its op, inputs, output shape and parameter count."""
+    graph, shapes = cand.graph, validate(cand.graph)
+    counts: dict[str, int] = {}
+    for name, shape in param_shapes(graph).items():
+        node = name.split(".")[1]
+        counts[node] = counts.get(node, 0) + math.prod(shape)
+    total = sum(counts.values())
+    head = Text(f"{cand.space} candidate {cand.id}  ", style="bold")
+    head.append(f"{total:,} params, {len(graph)} nodes", style="green")
+    for key, value in (extra or {}).items():
+        head.append(f"  {key}={value}")
+    root = Tree(head)
+    root.add(Text(f"encoding: {cand.encoding}", style="dim"))
+    groups: dict[str, Tree] = {}
+    group_params: dict[str, int] = {}
+    order = topological_order(graph)
+    for node in order:
+        group_params[_group(node)] = group_params.get(_group(node), 0) + counts.get(str(node), 0)
+    previous: Hashable | None = None
+    last_parent: Tree | None = None
+    subgroups: dict[tuple[str, str], Tree] = {}
+    for node in order:
+        g, label = _group(node), graph.nodes[node].get("label")
+        if g not in groups:
+            text = Text(g, style="bold magenta")
+            if group_params[g]:
+                text.append(f"  {group_params[g]:,} params", style="green")
+            groups[g] = root.add(text)
+        parent = groups[g]
+        if label:
+            if (g, label) not in subgroups:
+                subgroups[g, label] = parent.add(Text(label, style="magenta"))
+            parent = subgroups[g, label]
+        if parent is not last_parent:  # a new (sub)group: always show where its input comes from
+            previous, last_parent = None, parent
+        parent.add(_node_line(graph, node, shapes[node], counts.get(str(node), 0), previous))
+        previous = node
+    return root

@@ -1,0 +1,392 @@
+"""Architecture graphs: validation, shape inference, JSON round trip, and a builder.
+
+A candidate architecture is a ``networkx.DiGraph``. Each node has an ``op`` from
+:mod:`hypernas.ops` plus that op's attributes (``out_channels``, ``kernel_size``, ...) and may
+carry a free-form ``label`` for display. Edges carry data; an edge's optional ``slot`` orders
+a node's inputs (needed where order matters, as for ``concat``). Graph attributes:
+``input_shape`` (list of ints, no batch dim) and ``num_outputs`` (classes); ``space`` and
+``encoding`` record where a candidate came from.
+
+Example:
+    >>> b = GraphBuilder(input_shape=(1, 8, 8), num_outputs=10)
+    >>> x = b.add("conv", b.input, out_channels=4, kernel_size=3)
+    >>> x = b.add("global_avg_pool", b.add("relu", x))
+    >>> b.output(b.add("linear", x, out_features=10))
+    'output'
+    >>> g = b.build()
+    >>> infer_shapes(g)["conv"]
+    (4, 8, 8)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Hashable, Iterable, Mapping
+
+import networkx as nx
+
+from .errors import (ArityError, CycleError, GraphError, GraphFormatError, InputNodeError,
+                     NodeAttributeError, OutputNodeError, ShapeError, UnknownOpError,
+                     UnreachableNodeError)
+from .ops import REQUIRED, Attr, Shape, get_op, list_ops
+
+__all__ = [
+    "GraphBuilder", "validate", "infer_shapes", "node_attrs", "ordered_inputs", "input_node",
+    "output_node", "topological_order", "graph_to_dict", "graph_from_dict", "graph_to_json",
+    "graph_from_json", "save_graph", "load_graph", "graphs_equal",
+]
+
+META_NODE_ATTRS = frozenset({"op", "label"})  # not op attributes: the op name and display text
+META_GRAPH_ATTRS = frozenset({"space", "encoding", "name", "hypernas_format"})
+_NODE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+FORMAT_VERSION = 1
+
+
+# ----- attributes -----------------------------------------------------------------------------
+
+def _check_value(node: Hashable, op: str, key: str, spec: Attr, value: Any) -> Any:
+    if value is None and spec.nullable:
+        return None
+    types = spec.type if isinstance(spec.type, tuple) else (spec.type,)
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if float in types and isinstance(value, int) and not isinstance(value, bool):
+        ok, value = True, float(value)
+    if not ok:
+        want = " or ".join(t.__name__ for t in types)
+        raise NodeAttributeError(f"node {node!r} ({op}): attribute {key!r} must be {want}, got "
+                                 f"{value!r} ({type(value).__name__}); {spec.doc}", node=node)
+    if spec.min is not None and value < spec.min:
+        raise NodeAttributeError(f"node {node!r} ({op}): attribute {key!r} must be >= {spec.min}, "
+                                 f"got {value}; {spec.doc}", node=node)
+    return value
+
+
+def resolve_attrs(node: Hashable, op: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The op's attributes with defaults filled in, type-checked against the op's schema."""
+    cls = get_op(op)
+    unknown = sorted(set(given) - set(cls.attrs) - META_NODE_ATTRS)
+    if unknown:
+        allowed = ", ".join(sorted(cls.attrs)) or "none"
+        raise NodeAttributeError(f"node {node!r} ({op}): unknown attribute(s) {', '.join(unknown)}; "
+                                 f"{op} takes: {allowed} (plus an optional 'label')", node=node)
+    out = {}
+    for key, spec in cls.attrs.items():
+        if key not in given:
+            if spec.default is REQUIRED:
+                raise NodeAttributeError(f"node {node!r} ({op}): missing required attribute "
+                                         f"{key!r} ({spec.doc}); add it to the node", node=node)
+            out[key] = spec.default
+        else:
+            out[key] = _check_value(node, op, key, spec, given[key])
+    return out
+
+
+def node_attrs(graph: nx.DiGraph, node: Hashable) -> dict[str, Any]:
+    """Resolved op attributes of ``node`` (defaults filled in, ``op``/``label`` left out)."""
+    data = graph.nodes[node]
+    return resolve_attrs(node, data["op"], data)
+
+
+# ----- structure ------------------------------------------------------------------------------
+
+def ordered_inputs(graph: nx.DiGraph, node: Hashable) -> list[Hashable]:
+    """Predecessors of ``node`` in input order: by edge ``slot``, then by insertion order."""
+    preds = list(graph.predecessors(node))
+    return sorted(preds, key=lambda p: (graph.edges[p, node].get("slot", 0), preds.index(p)))
+
+
+def topological_order(graph: nx.DiGraph) -> list[Hashable]:
+    """A deterministic topological order (ties broken by node name)."""
+    return list(nx.lexicographical_topological_sort(graph, key=str))
+
+
+def _single(graph: nx.DiGraph, op: str, error: type[GraphError]) -> Hashable:
+    found = [n for n, d in graph.nodes(data=True) if d.get("op") == op]
+    if len(found) != 1:
+        what = "no" if not found else f"{len(found)} ({', '.join(map(repr, found))})"
+        raise error(f"the graph has {what} {op!r} nodes; it needs exactly one"
+                    + (": merge them into one" if found else f": add a node with op={op!r}"))
+    return found[0]
+
+
+def input_node(graph: nx.DiGraph) -> Hashable:
+    """The graph's single ``input`` node."""
+    return _single(graph, "input", InputNodeError)
+
+
+def output_node(graph: nx.DiGraph) -> Hashable:
+    """The graph's single ``output`` node."""
+    return _single(graph, "output", OutputNodeError)
+
+
+def _check_graph_attrs(graph: nx.DiGraph) -> None:
+    shape = graph.graph.get("input_shape")
+    if not (isinstance(shape, (list, tuple)) and shape
+            and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)):
+        raise GraphError(f"graph attribute 'input_shape' must be a non-empty list of positive "
+                         f"ints without the batch dim (e.g. [1, 28, 28]), got {shape!r}")
+    n = graph.graph.get("num_outputs")
+    if not (isinstance(n, int) and not isinstance(n, bool) and n > 0):
+        raise GraphError(f"graph attribute 'num_outputs' must be a positive int (number of "
+                         f"classes), got {n!r}")
+
+
+def _check_nodes(graph: nx.DiGraph) -> None:
+    seen: dict[str, Hashable] = {}
+    for node, data in graph.nodes(data=True):
+        if isinstance(node, bool) or not isinstance(node, (str, int)) \
+                or not _NODE_NAME.match(str(node)):
+            raise GraphError(f"node name {node!r} is not allowed; use letters, digits and "
+                             "underscores (or a non-negative int)", node=node)
+        if str(node) in seen:
+            raise GraphError(f"nodes {seen[str(node)]!r} and {node!r} have the same name once "
+                             "written as text; rename one", node=node)
+        seen[str(node)] = node
+        if "op" not in data:
+            raise NodeAttributeError(f"node {node!r} has no 'op' attribute; set op to one of: "
+                                     f"{', '.join(list_ops())}", node=node)
+        try:
+            get_op(data["op"])
+        except UnknownOpError:
+            raise UnknownOpError(f"node {node!r} has op {data['op']!r}; known ops: "
+                                 f"{', '.join(list_ops())}", node=node) from None
+        resolve_attrs(node, data["op"], data)
+
+
+def _check_wiring(graph: nx.DiGraph, inp: Hashable, out: Hashable) -> None:
+    if graph.out_degree(out):
+        raise OutputNodeError(f"output node {out!r} feeds {list(graph.successors(out))}; the "
+                              "output must be the last node", node=out)
+    for node, data in graph.nodes(data=True):
+        lo, hi = get_op(data["op"]).arity
+        k = graph.in_degree(node)
+        if k < lo or (hi is not None and k > hi):
+            want = f"{lo}" if lo == hi else f"{lo} to {hi}" if hi is not None else f"{lo} or more"
+            raise ArityError(f"node {node!r} ({data['op']}) has {k} input(s) but takes {want}; "
+                             "fix its incoming edges", node=node)
+        slots = [graph.edges[p, node].get("slot") for p in graph.predecessors(node)]
+        if any(s is not None and (not isinstance(s, int) or isinstance(s, bool)) for s in slots):
+            raise GraphError(f"node {node!r}: edge 'slot' values must be ints, got {slots}", node)
+        if get_op(data["op"]).ordered and k > 1 and (None in slots or len(set(slots)) != k):
+            raise GraphError(f"node {node!r} ({data['op']}) depends on input order: give each "
+                             f"incoming edge a distinct int 'slot' (got {slots})", node=node)
+    live = nx.ancestors(graph, out) | {out}
+    dead = [n for n in graph.nodes if n not in live]
+    if dead:
+        raise UnreachableNodeError(f"node {dead[0]!r} never reaches the output {out!r} (dead "
+                                   f"nodes: {dead}); connect it or remove it", node=dead[0])
+
+
+def _infer(graph: nx.DiGraph, inp: Hashable, out: Hashable) -> dict[Hashable, Shape]:
+    shapes: dict[Hashable, Shape] = {}
+    for node in topological_order(graph):
+        op = graph.nodes[node]["op"]
+        if node == inp:
+            shapes[node] = tuple(graph.graph["input_shape"])
+            continue
+        ins = [shapes[p] for p in ordered_inputs(graph, node)]
+        try:
+            shapes[node] = tuple(get_op(op).infer_shape(node_attrs(graph, node), ins))
+        except ShapeError as err:
+            raise ShapeError(f"node {node!r} ({op}): {err}", node=node) from None
+    want = (graph.graph["num_outputs"],)
+    if shapes[out] != want:
+        raise ShapeError(f"output node {out!r} receives shape {shapes[out]} but num_outputs="
+                         f"{want[0]} needs {want}; end with global_avg_pool/flatten and a "
+                         f"linear with out_features={want[0]}", node=out)
+    return shapes
+
+
+def validate(graph: nx.DiGraph) -> dict[Hashable, Shape]:
+    """Check that ``graph`` is a well-formed architecture; return every node's output shape.
+
+    Raises a :class:`~hypernas.errors.GraphError` subclass naming the node and the fix for: a
+    cycle, no input or several, no output or several, an unknown op, a missing or ill-typed
+    attribute, a wrong number of inputs, a shape or channel mismatch, a dead node.
+    """
+    if not isinstance(graph, nx.DiGraph) or graph.is_multigraph():
+        raise GraphError(f"an architecture must be a networkx.DiGraph, got {type(graph).__name__}")
+    _check_graph_attrs(graph)
+    _check_nodes(graph)
+    if not nx.is_directed_acyclic_graph(graph):
+        cycle = [u for u, _ in nx.find_cycle(graph)]
+        raise CycleError(f"the graph has a cycle through nodes {cycle}; architectures must be "
+                         "acyclic: remove one of these edges", node=cycle[0])
+    inp, out = input_node(graph), output_node(graph)
+    _check_wiring(graph, inp, out)
+    return _infer(graph, inp, out)
+
+
+def infer_shapes(graph: nx.DiGraph) -> dict[Hashable, Shape]:
+    """Output shape of every node (no batch dim), validating the graph on the way."""
+    return validate(graph)
+
+
+# ----- JSON -----------------------------------------------------------------------------------
+
+def graph_to_dict(graph: nx.DiGraph) -> dict[str, Any]:
+    """Plain, JSON-ready node-link data of ``graph``."""
+    data = nx.node_link_data(graph, edges="edges")
+    data["graph"] = dict(data["graph"], hypernas_format=FORMAT_VERSION)
+    return data
+
+
+def graph_from_dict(data: Any, *, check: bool = True) -> nx.DiGraph:
+    """Rebuild a graph from node-link data; malformed data raises :class:`GraphFormatError`."""
+    if not isinstance(data, dict):
+        raise GraphFormatError(f"graph data must be a JSON object (networkx node-link data), got "
+                               f"{type(data).__name__}")
+    edges_key = "edges" if "edges" in data else "links"
+    for key in ("nodes", edges_key):
+        if not isinstance(data.get(key), list):
+            raise GraphFormatError(f"graph data has no {key!r} list; expected networkx node-link "
+                                   "data as written by hypernas.graph_to_json")
+    if not data.get("directed", True) or data.get("multigraph", False):
+        raise GraphFormatError("graph data must be directed and not a multigraph "
+                               "(set 'directed': true, 'multigraph': false)")
+    ids = set()
+    for i, node in enumerate(data["nodes"]):
+        if not isinstance(node, dict) or "id" not in node:
+            raise GraphFormatError(f"node entry #{i} has no 'id': {node!r}")
+        if isinstance(node["id"], (list, dict)):
+            raise GraphFormatError(f"node entry #{i} has id {node['id']!r}; use a string or int")
+        ids.add(node["id"])
+    for i, edge in enumerate(data[edges_key]):
+        if not isinstance(edge, dict) or "source" not in edge or "target" not in edge:
+            raise GraphFormatError(f"edge entry #{i} needs 'source' and 'target': {edge!r}")
+        for end in ("source", "target"):
+            if isinstance(edge[end], (list, dict)) or edge[end] not in ids:
+                raise GraphFormatError(f"edge entry #{i} names {end} {edge[end]!r}, which is "
+                                       "not a node id; add the node or fix the edge")
+    payload = dict(data, directed=True, multigraph=False)
+    graph = nx.node_link_graph(payload, directed=True, multigraph=False, edges=edges_key)
+    graph.graph.pop("hypernas_format", None)
+    if check:
+        validate(graph)
+    return graph
+
+
+def graph_to_json(graph: nx.DiGraph, indent: int | None = None) -> str:
+    """``graph`` as node-link JSON text."""
+    return json.dumps(graph_to_dict(graph), indent=indent, sort_keys=False)
+
+
+def graph_from_json(text: str, *, check: bool = True) -> nx.DiGraph:
+    """Parse node-link JSON text (as written by :func:`graph_to_json`) and validate it."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise GraphFormatError(f"graph JSON does not parse: {err}") from None
+    return graph_from_dict(data, check=check)
+
+
+def save_graph(graph: nx.DiGraph, path: str | Path) -> None:
+    """Write ``graph`` as node-link JSON to ``path``."""
+    Path(path).write_text(graph_to_json(graph, indent=1))
+
+
+def load_graph(path: str | Path) -> nx.DiGraph:
+    """Read and validate a graph written by :func:`save_graph` (or by hand in that layout)."""
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise GraphFormatError(f"cannot read graph file {path}: {err.strerror}") from None
+    try:
+        return graph_from_json(text)
+    except GraphError as err:
+        raise type(err)(f"{path}: {err}", node=err.node) from None
+
+
+def graphs_equal(a: nx.DiGraph, b: nx.DiGraph) -> bool:
+    """Same graph attributes, nodes with the same data, edges with the same data."""
+    return (a.graph == b.graph and dict(a.nodes(data=True)) == dict(b.nodes(data=True))
+            and {(u, v): d for u, v, d in a.edges(data=True)}
+            == {(u, v): d for u, v, d in b.edges(data=True)})
+
+
+# ----- building -------------------------------------------------------------------------------
+
+class GraphBuilder:
+    """Builds a valid graph node by node, inferring shapes as it goes.
+
+    Shape errors surface at the ``add`` call that causes them. ``build()`` drops nodes that
+    never reach the output, so a search space may build branches it ends up not using.
+    """
+
+    def __init__(self, input_shape: Iterable[int], num_outputs: int, **graph_attrs: Any) -> None:
+        self.graph = nx.DiGraph(input_shape=list(input_shape), num_outputs=num_outputs,
+                                **graph_attrs)
+        _check_graph_attrs(self.graph)
+        self._shapes: dict[str, Shape] = {}
+        self._count: dict[str, int] = {}
+        self.input = self._new_node("input", "input", [], {}, None)
+
+    def shape(self, node: str) -> Shape:
+        """Output shape of ``node`` (no batch dim)."""
+        return self._shapes[node]
+
+    def add(self, op: str, *inputs: str, name: str | None = None, label: str | None = None,
+            **attrs: Any) -> str:
+        """Add a node computing ``op`` on ``inputs``; return its name."""
+        return self._new_node(op, name or op, list(inputs), attrs, label)
+
+    def output(self, x: str) -> str:
+        """Mark ``x`` as the network's result."""
+        return self._new_node("output", "output", [x], {}, None)
+
+    def build(self) -> nx.DiGraph:
+        """The finished, validated graph, without nodes that do not reach the output."""
+        out = output_node(self.graph)
+        live = nx.ancestors(self.graph, out) | {out}
+        graph = self.graph.subgraph([n for n in self.graph.nodes if n in live]).copy()
+        validate(graph)
+        return graph
+
+    def _unique(self, base: str) -> str:
+        if not _NODE_NAME.match(base):
+            raise GraphError(f"node name {base!r} is not allowed; use letters, digits, underscores")
+        k = self._count.get(base, 0)
+        self._count[base] = k + 1
+        name = base if k == 0 and base not in self.graph else f"{base}_{k}"
+        while name in self.graph:
+            k += 1
+            name = f"{base}_{k}"
+        return name
+
+    def _new_node(self, op: str, base: str, inputs: list[str], attrs: dict[str, Any],
+                  label: str | None) -> str:
+        resolved = resolve_attrs(base, op, attrs)
+        for x in inputs:
+            if x not in self._shapes:
+                raise GraphError(f"input {x!r} of new node {base!r} is not in the graph", node=x)
+        inputs = self._dedupe(inputs)
+        lo, hi = get_op(op).arity
+        if len(inputs) < lo or (hi is not None and len(inputs) > hi):
+            raise ArityError(f"{op} takes {lo}..{hi if hi is not None else 'n'} inputs, got "
+                             f"{len(inputs)}", node=base)
+        if op == "input":
+            shape = tuple(self.graph.graph["input_shape"])
+        else:
+            try:
+                shape = tuple(get_op(op).infer_shape(resolved, [self._shapes[x] for x in inputs]))
+            except ShapeError as err:
+                raise ShapeError(f"new node {base!r} ({op}): {err}", node=base) from None
+        name = self._unique(base)
+        self.graph.add_node(name, op=op, **attrs, **({"label": label} if label else {}))
+        for slot, x in enumerate(inputs):
+            self.graph.add_edge(x, name, slot=slot)
+        self._shapes[name] = shape
+        return name
+
+    def _dedupe(self, inputs: list[str]) -> list[str]:
+        # A DiGraph holds one edge per pair: feed a repeated input through an identity node.
+        seen: set[str] = set()
+        out = []
+        for x in inputs:
+            if x in seen:
+                x = self._new_node("identity", f"{x}_again", [x], {}, None)
+            seen.add(x)
+            out.append(x)
+        return out

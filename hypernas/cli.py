@@ -159,19 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from .data import DataError, DatasetNotFoundError
-
-    return (HypernasError, DataError, DatasetNotFoundError)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``hypernas`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except _user_errors() as err:
+    except HypernasError as err:  # data errors included
         _console(stderr=True).print(f"hypernas {args.command}: error: {err}", markup=False,
                                     soft_wrap=True)
         return EXIT_USAGE

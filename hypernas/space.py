@@ -134,7 +134,7 @@ class SearchSpace(abc.ABC):
 
     def sample(self, seed: int | random.Random) -> Candidate:
         """A uniformly random choice at every decision, from ``seed``."""
-        return self._candidate(RandomTrial(seed))
+        return self.from_trial(RandomTrial(seed))
 
     def sample_many(self, n: int, seed: int = 0, *, unique: bool = True) -> list[Candidate]:
         """``n`` random candidates; with ``unique`` no two share a canonical id.
@@ -158,7 +158,7 @@ class SearchSpace(abc.ABC):
         """The candidate an encoding (text or a params mapping) describes."""
         values = self.decode(encoding) if isinstance(encoding, str) else dict(encoding)
         trial = FixedTrial(values)
-        cand = self._candidate(trial)
+        cand = self.from_trial(trial)
         trial.check_all_used(self.name)
         return cand
 
@@ -172,7 +172,7 @@ class SearchSpace(abc.ABC):
             raise SpaceError(f"candidate {candidate.encoding!r} has no choice to mutate")
         name = rng.choice(names)
         value = rng.choice([v for v in trial.choices[name] if v != trial.params[name]])
-        return self._candidate(MutantTrial(trial.params, name, value, rng.randrange(2**31)))
+        return self.from_trial(MutantTrial(trial.params, name, value, rng.randrange(2**31)))
 
     def choices(self, samples: int = 64) -> dict[str, tuple[Any, ...]]:
         """Every parameter and its options, found by walking the definition (first options,
@@ -195,17 +195,20 @@ class SearchSpace(abc.ABC):
         while stack:
             path = stack.pop()
             trial = PathTrial(path)
-            cand = self._candidate(trial)
+            cand = self.from_trial(trial)
             for i in range(len(path), len(trial.indices)):  # deepest alternatives pop first
                 for j in range(trial.sizes[i] - 1, 0, -1):
                     stack.append((*trial.indices[:i], j))
             yield cand
 
-    def _candidate(self, trial: BaseTrial) -> Candidate:
+    def from_trial(self, trial: Any) -> Candidate:
+        """The candidate whose choices ``trial`` makes: any object with ``suggest_categorical``,
+        ``suggest_int`` and a ``params`` dict, an ``optuna.Trial`` included."""
         graph = self.define(trial)
-        encoding = self.encode(trial.params)
+        params = {k: trial.params[k] for k in trial.params}
+        encoding = self.encode(params)
         graph.graph["encoding"] = encoding
-        return Candidate(self.name, encoding, dict(trial.params), graph)
+        return Candidate(self.name, encoding, params, graph)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"

@@ -83,3 +83,18 @@ def test_unknown_space_and_bad_file(tmp_path: Path):
     empty.write_text("x = 1\n")
     with pytest.raises(hn.SpaceError, match="exactly one SearchSpace"):
         hn.load_space(str(empty))
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_an_optuna_trial_drives_the_same_definition(name):
+    optuna = pytest.importorskip("optuna")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = hn.load_space(name, **CONFIGS[name])
+    cand = space.sample(11)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial(dict(cand.params))
+    replayed = space.from_trial(study.ask())           # the enqueued candidate comes back
+    assert replayed.encoding == cand.encoding and replayed.id == cand.id
+    fresh = space.from_trial(study.ask())               # and Optuna's own sampling builds valid ones
+    hn.validate(fresh.graph)
+    assert space.replay(fresh.encoding).id == fresh.id

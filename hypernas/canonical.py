@@ -86,7 +86,9 @@ def canonical_graph(graph: nx.DiGraph) -> nx.MultiDiGraph:
         if op == "zero":
             label["shape"] = list(shapes[node])
         if op == "output":
+            # The input shape too: the input node is dropped when the output ignores it.
             label["num_outputs"] = graph.graph["num_outputs"]
+            label["input_shape"] = list(graph.graph["input_shape"])
         if get_op(op).param_shapes(attrs, [shapes[p] for p in ins]):
             has_params.add(node)
         canon.add_node(node, label=label)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Hashable, Iterable, Mapping
 
 import networkx as nx
+from torch import nn
 
 from .errors import (ArityError, CycleError, GraphError, GraphFormatError, InputNodeError,
                      NodeAttributeError, OutputNodeError, ShapeError, UnknownOpError,
@@ -41,6 +42,9 @@ __all__ = [
 META_NODE_ATTRS = frozenset({"op", "label"})  # not op attributes: the op name and display text
 META_GRAPH_ATTRS = frozenset({"space", "encoding", "name", "hypernas_format"})
 _NODE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+# Names the target network's nn.ModuleDict already uses ('keys', 'update', 'training', ...):
+# a node so named could not be registered as a submodule.
+_RESERVED_NAMES = frozenset(dir(nn.ModuleDict()))
 FORMAT_VERSION = 1
 
 
@@ -94,7 +98,12 @@ def node_attrs(graph: nx.DiGraph, node: Hashable) -> dict[str, Any]:
 def ordered_inputs(graph: nx.DiGraph, node: Hashable) -> list[Hashable]:
     """Predecessors of ``node`` in input order: by edge ``slot``, then by insertion order."""
     preds = list(graph.predecessors(node))
-    return sorted(preds, key=lambda p: (graph.edges[p, node].get("slot", 0), preds.index(p)))
+
+    def slot(p: Hashable) -> int:
+        s = graph.edges[p, node].get("slot")
+        return 0 if s is None else s
+
+    return sorted(preds, key=lambda p: (slot(p), preds.index(p)))
 
 
 def topological_order(graph: nx.DiGraph) -> list[Hashable]:
@@ -140,6 +149,10 @@ def _check_nodes(graph: nx.DiGraph) -> None:
                 or not _NODE_NAME.match(str(node)):
             raise GraphError(f"node name {node!r} is not allowed; use letters, digits and "
                              "underscores (or a non-negative int)", node=node)
+        if str(node) in _RESERVED_NAMES:
+            raise GraphError(f"node name {node!r} is reserved (an attribute of the nn.ModuleDict "
+                             "that holds the network's layers); rename it, e.g. "
+                             f"'{node}_1'", node=node)
         if str(node) in seen:
             raise GraphError(f"nodes {seen[str(node)]!r} and {node!r} have the same name once "
                              "written as text; rename one", node=node)
@@ -238,7 +251,7 @@ def graph_from_dict(data: Any, *, check: bool = True) -> nx.DiGraph:
     if not isinstance(data, dict):
         raise GraphFormatError(f"graph data must be a JSON object (networkx node-link data), got "
                                f"{type(data).__name__}")
-    edges_key = "edges" if "edges" in data else "links"
+    edges_key = "links" if "links" in data and "edges" not in data else "edges"
     for key in ("nodes", edges_key):
         if not isinstance(data.get(key), list):
             raise GraphFormatError(f"graph data has no {key!r} list; expected networkx node-link "
@@ -250,9 +263,13 @@ def graph_from_dict(data: Any, *, check: bool = True) -> nx.DiGraph:
     for i, node in enumerate(data["nodes"]):
         if not isinstance(node, dict) or "id" not in node:
             raise GraphFormatError(f"node entry #{i} has no 'id': {node!r}")
-        if isinstance(node["id"], (list, dict)):
+        if not isinstance(node["id"], (str, int)):
             raise GraphFormatError(f"node entry #{i} has id {node['id']!r}; use a string or int")
+        if node["id"] in ids:
+            raise GraphFormatError(f"node entry #{i} repeats id {node['id']!r}; give each node "
+                                   "its own id")
         ids.add(node["id"])
+    pairs = set()
     for i, edge in enumerate(data[edges_key]):
         if not isinstance(edge, dict) or "source" not in edge or "target" not in edge:
             raise GraphFormatError(f"edge entry #{i} needs 'source' and 'target': {edge!r}")
@@ -260,6 +277,12 @@ def graph_from_dict(data: Any, *, check: bool = True) -> nx.DiGraph:
             if isinstance(edge[end], (list, dict)) or edge[end] not in ids:
                 raise GraphFormatError(f"edge entry #{i} names {end} {edge[end]!r}, which is "
                                        "not a node id; add the node or fix the edge")
+        pair = (edge["source"], edge["target"])
+        if pair in pairs:
+            raise GraphFormatError(f"edge entry #{i} repeats the edge {pair[0]!r} -> {pair[1]!r}; "
+                                   "a graph holds one edge per pair: feed a repeated input "
+                                   "through an 'identity' node")
+        pairs.add(pair)
     payload = dict(data, directed=True, multigraph=False)
     graph = nx.node_link_graph(payload, directed=True, multigraph=False, edges=edges_key)
     graph.graph.pop("hypernas_format", None)
@@ -293,6 +316,9 @@ def load_graph(path: str | Path) -> nx.DiGraph:
         text = Path(path).read_text()
     except OSError as err:
         raise GraphFormatError(f"cannot read graph file {path}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise GraphFormatError(f"graph file {path} is not UTF-8 text; expected node-link JSON "
+                               "as written by hypernas.save_graph") from None
     try:
         return graph_from_json(text)
     except GraphError as err:

@@ -467,7 +467,8 @@ class Concat(Op):
         rest = {tuple(s[1:]) for s in in_shapes}
         if len(rest) != 1 or any(len(s) == 0 for s in in_shapes):
             shapes = ", ".join(str(tuple(s)) for s in in_shapes)
-            raise ShapeError(f"concat needs inputs that differ only in channels, got {shapes}")
+            raise ShapeError(f"concat needs inputs that differ only in channels, got {shapes}; "
+                             "pool or stride them to one size first")
         return (sum(s[0] for s in in_shapes), *in_shapes[0][1:])
 
     def forward(self, *xs: Tensor) -> Tensor:
@@ -528,7 +529,9 @@ class SelfAttention(Op):
         spatial = x.dim() == 4
         if spatial:                                            # (B, C, H, W) -> (B, HW, C)
             b, c, h, w = x.shape
-            x = x.flatten(2).transpose(1, 2)
+            # contiguous: F.linear on a strided 3-d input picks a kernel by whether the weight
+            # requires grad, so functional_call and the module would differ in the last bits.
+            x = x.flatten(2).transpose(1, 2).contiguous()
         bsz, t, d = x.shape
         heads = self.cfg["num_heads"]
         q, k, v = F.linear(x, self.in_weight, self.in_bias).chunk(3, dim=-1)

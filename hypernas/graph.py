@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from pathlib import Path
 from typing import Any, Hashable, Iterable, Mapping
 
@@ -212,15 +213,41 @@ def _infer(graph: nx.DiGraph, inp: Hashable, out: Hashable) -> dict[Hashable, Sh
     return shapes
 
 
+def fingerprint(graph: nx.DiGraph) -> int:
+    """A hash of everything in ``graph`` (attributes, nodes with data, edges with data)."""
+    def freeze(d: dict) -> tuple:
+        return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in d.items()))
+    return hash((freeze(graph.graph), tuple((n, freeze(d)) for n, d in graph.nodes(data=True)),
+                 tuple((u, v, freeze(d)) for u, v, d in graph.edges(data=True))))
+
+
+_VALID: "weakref.WeakKeyDictionary[nx.DiGraph, tuple[int, dict]]" = weakref.WeakKeyDictionary()
+
+
 def validate(graph: nx.DiGraph) -> dict[Hashable, Shape]:
     """Check that ``graph`` is a well-formed architecture; return every node's output shape.
 
     Raises a :class:`~hypernas.errors.GraphError` subclass naming the node and the fix for: a
     cycle, no input or several, no output or several, an unknown op, a missing or ill-typed
-    attribute, a wrong number of inputs, a shape or channel mismatch, a dead node.
+    attribute, a wrong number of inputs, a shape or channel mismatch, a dead node. A graph that
+    passed and has not changed since is not checked again.
     """
     if not isinstance(graph, nx.DiGraph) or graph.is_multigraph():
         raise GraphError(f"an architecture must be a networkx.DiGraph, got {type(graph).__name__}")
+    try:
+        key = fingerprint(graph)
+    except TypeError:  # unhashable attribute values: the checks below will name them
+        key = None
+    cached = _VALID.get(graph)
+    if key is not None and cached is not None and cached[0] == key:
+        return dict(cached[1])
+    shapes = _validate(graph)
+    if key is not None:
+        _VALID[graph] = (key, shapes)
+    return dict(shapes)
+
+
+def _validate(graph: nx.DiGraph) -> dict[Hashable, Shape]:
     _check_graph_attrs(graph)
     _check_nodes(graph)
     if not nx.is_directed_acyclic_graph(graph):

@@ -68,7 +68,8 @@ class Op(nn.Module):
             self.register_parameter(pname, nn.Parameter(torch.empty(shape)))
         for bname, shape in self.buffer_shapes(self.cfg, in_shapes).items():
             self.register_buffer(bname, torch.zeros(shape))
-        self.reset_parameters()
+        if not any(p.is_meta for p in self.parameters(recurse=False)):
+            self.reset_parameters()  # weightless (meta) networks skip initialisation
 
     @classmethod
     def infer_shape(cls, attrs: Mapping[str, Any], in_shapes: Sequence[Shape]) -> Shape:

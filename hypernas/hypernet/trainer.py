@@ -1,0 +1,226 @@
+"""Training a graph hypernetwork over a search space, with checkpoints and resumption.
+
+Each step draws a meta-batch of architectures from the space and one batch of images; the
+hypernetwork predicts every architecture's weights (each from a random ensemble head), each
+network classifies the same images with its predicted weights, and the mean cross-entropy trains
+the hypernetwork. Batch norm uses batch statistics, as it will when candidates are scored.
+
+A checkpoint (safetensors: hypernetwork weights, optimiser state, and the step, elapsed time and
+config in its metadata) is written every ``checkpoint_every`` seconds and at the end; training
+resumes from it after a kill. Non-finite losses skip their step and are counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import networkx as nx
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from ..data import Split
+from ..errors import HypernasError
+from ..network import Network
+from ..space import SearchSpace
+from .model import GraphHyperNetwork, HyperNetConfig
+
+__all__ = ["HyperTrainConfig", "HyperTrainer", "CheckpointError", "save_checkpoint",
+           "load_checkpoint", "meta_network"]
+
+
+class CheckpointError(HypernasError, ValueError):
+    """A checkpoint is corrupt or belongs to another hypernetwork."""
+
+
+@dataclass(frozen=True)
+class HyperTrainConfig:
+    """How a hypernetwork is trained."""
+
+    steps: int | None = None  # optimisation steps; None = train for budget_minutes
+    budget_minutes: float = 20.0  # wall-clock budget when steps is None
+    meta_batch: int = 8  # architectures per step (all see the same images)
+    batch_size: int = 64  # images per step
+    lr: float = 2e-3  # AdamW peak learning rate, cosine-annealed over the steps/budget
+    weight_decay: float = 1e-5  # AdamW decoupled weight decay
+    grad_clip: float = 5.0  # max global gradient norm
+    checkpoint_every: float = 120.0  # seconds between checkpoints
+    log_every: int = 10  # steps between log lines
+    seed: int = 0  # architecture and image sampling
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_NETS: "OrderedDict[str, Network]" = OrderedDict()
+
+
+def meta_network(graph: nx.DiGraph, key: str | None = None) -> Network:
+    """A weightless ``Network`` for ``graph`` (parameters on the meta device), cached by ``key``.
+    Run it with ``torch.func.functional_call`` and batch statistics."""
+    if key is not None and key in _NETS:
+        _NETS.move_to_end(key)
+        return _NETS[key]
+    with torch.device("meta"):
+        net = Network(graph)
+    if key is not None:
+        _NETS[key] = net
+        if len(_NETS) > 1024:
+            _NETS.popitem(last=False)
+    return net
+
+
+def predicted_logits(net: Network, weights: dict[str, Tensor], x: Tensor) -> Tensor:
+    """Logits of ``net`` run on ``x`` with predicted ``weights`` and batch statistics."""
+    return torch.func.functional_call(net, weights, (x,), {"batch_stats": True}, strict=False)
+
+
+def save_checkpoint(path: Path, hnet: GraphHyperNetwork, opt: torch.optim.Optimizer | None,
+                    meta: dict[str, Any]) -> None:
+    """Write weights (+ optimiser state) atomically; ``meta`` goes into the file's metadata."""
+    tensors = {f"hnet.{k}": v.detach().cpu().contiguous() for k, v in hnet.state_dict().items()}
+    if opt is not None:
+        for i, state in opt.state_dict()["state"].items():
+            for k, v in state.items():
+                tensors[f"opt.{i}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
+    metadata = {"hypernas": json.dumps({**meta, "hypernet": hnet.config.to_dict()})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, config: HyperNetConfig | None = None
+                    ) -> tuple[GraphHyperNetwork, dict[str, Tensor], dict[str, Any]]:
+    """(hypernetwork, optimiser tensors, metadata) from a checkpoint; with ``config``, refuse a
+    checkpoint made for a different hypernetwork."""
+    try:
+        tensors = load_file(str(path))
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            meta = json.loads((fh.metadata() or {})["hypernas"])
+        saved = HyperNetConfig.from_dict(meta["hypernet"])
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}; train first") from None
+    except (SafetensorError, KeyError, ValueError, OSError) as err:
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a hypernas checkpoint ({err}); "
+                              "restore it, or delete it to train from scratch") from None
+    if config is not None and saved != config:
+        diff = {k: (v, getattr(config, k)) for k, v in dataclasses.asdict(saved).items()
+                if v != getattr(config, k)}
+        raise CheckpointError(f"checkpoint {path} was made for another hypernetwork (differs in "
+                              f"{', '.join(diff)}); use the run it came from or a new --run name")
+    hnet = GraphHyperNetwork(saved)
+    state = {k[5:]: v for k, v in tensors.items() if k.startswith("hnet.")}
+    try:
+        hnet.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint {path} does not fit its own config: {err}") from None
+    opt_state = {k[4:]: v for k, v in tensors.items() if k.startswith("opt.")}
+    return hnet, opt_state, meta
+
+
+def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, Tensor]) -> None:
+    state: dict[int, dict[str, Tensor]] = {}
+    for key, value in tensors.items():
+        i, name = key.split(".", 1)
+        state.setdefault(int(i), {})[name] = value
+    opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
+
+
+class HyperTrainer:
+    """Trains ``hnet`` on ``space`` with images from ``train``; checkpoints to ``checkpoint``."""
+
+    def __init__(self, hnet: GraphHyperNetwork, space: SearchSpace, train: Split,
+                 cfg: HyperTrainConfig, checkpoint: Path | None = None,
+                 log: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.hnet, self.space, self.train, self.cfg = hnet, space, train, cfg
+        self.checkpoint, self.log = checkpoint, log
+        self.opt = torch.optim.AdamW(hnet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.step, self.elapsed, self.nan_skipped = 0, 0.0, 0
+        if checkpoint is not None and checkpoint.exists():
+            self._resume(checkpoint)
+
+    def _resume(self, path: Path) -> None:
+        saved, opt_state, meta = load_checkpoint(path, self.hnet.config)
+        self.hnet.load_state_dict(saved.state_dict())
+        _restore_optimizer(self.opt, opt_state)
+        self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])
+        self.nan_skipped = int(meta.get("nan_skipped", 0))
+
+    def progress(self) -> float:
+        """Fraction of the steps or time budget done."""
+        if self.cfg.steps is not None:
+            return min(1.0, self.step / max(self.cfg.steps, 1))
+        return min(1.0, self.elapsed / (60 * self.cfg.budget_minutes))
+
+    def fit(self, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+        """Train until the step count or budget is spent; returns a summary."""
+        device = self.hnet.embed.weight.device
+        last_save, started = time.perf_counter(), time.perf_counter() - self.elapsed
+        window: list[tuple[float, float]] = []
+        while self.progress() < 1.0 and not (should_stop and should_stop()):
+            rng = random.Random(self.cfg.seed * 1_000_003 + self.step)
+            loss, acc = self.train_step(rng, device)
+            self.step += 1
+            self.elapsed = time.perf_counter() - started
+            if loss is None:
+                self.nan_skipped += 1
+            else:
+                window.append((loss, acc))
+            if self.step % self.cfg.log_every == 0 and window and self.log is not None:
+                self.log(self._row(window))
+                window = []
+            if self.checkpoint is not None and time.perf_counter() - last_save > self.cfg.checkpoint_every:
+                self.save()
+                last_save = time.perf_counter()
+        if self.checkpoint is not None:
+            self.save()
+        return {"step": self.step, "elapsed": self.elapsed, "nan_skipped": self.nan_skipped}
+
+    def _row(self, window: list[tuple[float, float]]) -> dict[str, Any]:
+        return {"step": self.step, "elapsed": round(self.elapsed, 2),
+                "loss": sum(l for l, _ in window) / len(window),
+                "acc": sum(a for _, a in window) / len(window),
+                "lr": self.opt.param_groups[0]["lr"], "nan_skipped": self.nan_skipped}
+
+    def train_step(self, rng: random.Random, device: torch.device) -> tuple[float | None, float]:
+        """One meta-batch step; returns (loss, accuracy), loss None when it was not finite."""
+        for group in self.opt.param_groups:
+            group["lr"] = self.cfg.lr * 0.5 * (1 + math.cos(math.pi * self.progress()))
+        cands = [self.space.sample(rng) for _ in range(self.cfg.meta_batch)]
+        heads = [rng.randrange(self.hnet.config.samples) for _ in cands]
+        idx = torch.tensor([rng.randrange(len(self.train)) for _ in range(self.cfg.batch_size)])
+        x, y = self.train.x[idx].to(device), self.train.y[idx].to(device)
+        weights = self.hnet([c.graph for c in cands], heads)
+        losses, correct = [], 0
+        for cand, w in zip(cands, weights):
+            logits = predicted_logits(meta_network(cand.graph, cand.encoding), w, x)
+            losses.append(F.cross_entropy(logits, y))
+            correct += int((logits.argmax(1) == y).sum())
+        loss = torch.stack(losses).mean()
+        self.opt.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            return None, 0.0
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.hnet.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        return loss.item(), correct / (len(cands) * len(y))
+
+    def save(self) -> None:
+        assert self.checkpoint is not None
+        save_checkpoint(self.checkpoint, self.hnet, self.opt,
+                        {"step": self.step, "elapsed": self.elapsed,
+                         "nan_skipped": self.nan_skipped, "train": self.cfg.to_dict()})

@@ -112,6 +112,101 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .data import DataConfig
+    from .hypernet.model import HyperNetConfig
+    from .hypernet.trainer import HyperTrainConfig
+    from .runs import Run
+    from .workflow import RunConfig, start_run, train_run
+
+    if (args.budget is None) == (args.steps is None) and args.steps is not None:
+        raise HypernasError("give --budget MINUTES or --steps N, not both")
+    train = HyperTrainConfig(steps=args.steps, budget_minutes=args.budget or 20.0,
+                             meta_batch=args.meta_batch, batch_size=args.batch_size, lr=args.lr,
+                             seed=args.seed)
+    cfg = RunConfig(space=args.space, space_settings=dict(_parse_setting(s) for s in args.set or []),
+                    data=DataConfig(name=args.data, seed=args.seed), resolution=args.resolution,
+                    hypernet=HyperNetConfig(backbone=args.backbone, dim=args.dim,
+                                            samples=args.samples),
+                    train=train)
+    loaded = start_run(Run(args.run), cfg)
+    console = _console()
+    console.print(f"run [bold]{args.run}[/]: {loaded.space.name} on {loaded.data.name} "
+                  f"{'x'.join(map(str, loaded.data.input_shape))}, hypernet "
+                  f"{loaded.config.hypernet.backbone} -> {loaded.run.path}")
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+               TimeElapsedColumn(), TextColumn("step {task.fields[step]}  loss {task.fields[loss]}"
+                                               "  acc {task.fields[acc]}")]
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("training", total=100, step=0, loss="-", acc="-")
+
+        def on_log(row: dict) -> None:
+            total = loaded.config.train
+            done = (row["step"] / total.steps if total.steps else
+                    row["elapsed"] / (60 * total.budget_minutes))
+            progress.update(task, completed=100 * min(done, 1.0), step=row["step"],
+                            loss=f"{row['loss']:.3f}", acc=f"{row['acc']:.3f}")
+
+        summary = train_run(loaded, on_log=on_log)
+        progress.update(task, completed=100)
+    console.print(f"trained to step {summary['step']} in {summary['elapsed'] / 60:.1f} min "
+                  f"({summary['nan_skipped']} non-finite steps skipped); checkpoint "
+                  f"{loaded.run.checkpoint_path}")
+    return 0
+
+
+def cmd_rank(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from .console import ranking_table
+    from .runs import Run
+    from .workflow import load_run, rank_run, read_archs
+
+    loaded = load_run(Run(args.run))
+    err = _console(stderr=True)
+    if args.archs:
+        lines = read_archs(loaded.space, args.archs)
+        for bad in (l for l in lines if l.error):
+            err.print(f"{args.archs}:{bad.line}: skipped: {bad.error}", markup=False)
+        cands = [l.candidate for l in lines if l.candidate is not None]
+        if not cands:
+            raise HypernasError(f"no valid architecture in {args.archs}")
+    else:
+        if args.n < 1:
+            raise HypernasError(f"--n must be at least 1, got {args.n}")
+        cands = loaded.space.sample_many(args.n, seed=args.seed)
+    scorers = [args.scorer] + [p for p in (args.proxies.split(",") if args.proxies else [])
+                               if p and p != args.scorer]
+    rankings = {}
+    with Progress(console=err, transient=True) as progress:
+        for scorer in scorers:
+            task = progress.add_task(f"scoring with {scorer}", total=len(cands))
+            rankings[scorer] = rank_run(loaded, cands, scorer,
+                                        on_rows=lambda rows, t=task: progress.advance(t, len(rows)))
+    main = rankings[args.scorer]
+    if args.archs:
+        rows = [{**main[l.candidate.id], "line": l.line, "encoding": l.text}
+                for l in lines if l.candidate is not None]
+    else:
+        rows = [main[c.id] for c in cands]
+    rows.sort(key=lambda r: -r["score"])
+    extra = {p: {i: r["score"] for i, r in rankings[p].items()} for p in scorers[1:]}
+    if args.json:
+        for row in rows[:args.top] if args.top else rows:
+            fields = {k: row.get(k) for k in ("line", "encoding", "id", "score", "spread", "params")
+                      if k in row}
+            fields.update({p: extra[p].get(row["id"]) for p in extra})
+            sys.stdout.write(json.dumps(fields) + "\n")
+        return 0
+    _console().print(ranking_table(rows[:args.top] if args.top else rows, extra,
+                                   title=f"{args.run}: {len(rows)} candidates by {args.scorer}"))
+    return 0
+
+
 # ----- parser ---------------------------------------------------------------------------------
 
 def _add_space_args(p: argparse.ArgumentParser) -> None:
@@ -153,6 +248,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", metavar="FILE", help="also write the graph as node-link JSON")
     p.set_defaults(func=cmd_show_arch)
 
+    p = sub.add_parser("train", help="train a hypernetwork over a search space",
+                       description="Train a graph hypernetwork over a search space; resumes "
+                                   "from runs/RUN's last checkpoint when re-run.")
+    p.add_argument("space", help="search space name or path to a .py file")
+    p.add_argument("--run", required=True, help="run name: everything goes to runs/RUN/")
+    p.add_argument("--data", default="fashion-mnist", help="dataset (default fashion-mnist)")
+    p.add_argument("--budget", type=float, help="wall-clock minutes (default 20)")
+    p.add_argument("--steps", type=int, help="optimisation steps instead of a time budget")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="space setting (repeatable)")
+    p.add_argument("--resolution", type=int, help="resize square images to this side")
+    p.add_argument("--backbone", default="gated_gnn",
+                   help="gated_gnn | graph_transformer | graph_free (default gated_gnn)")
+    p.add_argument("--dim", type=int, default=64, help="node embedding width (default 64)")
+    p.add_argument("--samples", type=int, default=4, help="weight samples (ensemble heads) (4)")
+    p.add_argument("--meta-batch", type=int, default=8, help="architectures per step (8)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per step (64)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (2e-3)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: small ops run steadier single-threaded)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("rank", help="score candidates with a run's hypernetwork or a proxy",
+                       description="Score random candidates (--n) or those listed in a file "
+                                   "(--archs, one encoding per line) and print the ranking.")
+    p.add_argument("run", help="run name (runs/RUN/)")
+    p.add_argument("--n", type=int, default=100, help="random candidates (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
+    p.add_argument("--archs", metavar="FILE", help="file with one encoding per line")
+    p.add_argument("--scorer", default="hypernet",
+                   help="hypernet | params | synflow | naswot | jacob_cov | snip | grad_norm")
+    p.add_argument("--proxies", default="", metavar="A,B",
+                   help="proxies to compute and show side by side, e.g. params,naswot")
+    p.add_argument("--top", type=int, help="show only the best N")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: small ops run steadier single-threaded)")
+    p.set_defaults(func=cmd_rank)
+
     p = sub.add_parser("datasets", help="list datasets and whether they are installed",
                        description="List the datasets hypernas reads, and how to install them.")
     p.set_defaults(func=cmd_datasets)
@@ -163,6 +297,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``hypernas`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return func(args)
     except HypernasError as err:  # data errors included

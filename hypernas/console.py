@@ -115,3 +115,23 @@ def arch_tree(cand: Candidate, extra: dict[str, Any] | None = None) -> Tree:
         parent.add(_node_line(graph, node, shapes[node], counts.get(str(node), 0), previous))
         previous = node
     return root
+
+
+def ranking_table(rows: list[dict[str, Any]], extra: dict[str, dict[str, float]] | None = None,
+                  title: str = "") -> Table:
+    """Ranked candidates: rank, id, score +- spread, params, other scorers, encoding."""
+    extra = extra or {}
+    table = Table(title=title or None)
+    table.add_column("rank", justify="right")
+    if rows and "line" in rows[0]:
+        table.add_column("line", justify="right")
+    for col in ("id", "score", "params", *extra, "encoding"):
+        table.add_column(col, justify="left" if col in ("id", "encoding") else "right",
+                         overflow="fold")
+    for i, row in enumerate(rows, start=1):
+        cells = [str(i)] + ([str(row["line"])] if "line" in row else [])
+        cells += [row["id"], f"{row['score']:.4f} ± {row.get('spread', 0.0):.4f}",
+                  format_count(row.get("params"))]
+        cells += [f"{extra[p].get(row['id'], float('nan')):.4g}" for p in extra]
+        table.add_row(*cells, row["encoding"])
+    return table

@@ -77,6 +77,11 @@ class Run:
         self.path.mkdir(parents=True, exist_ok=True)
         _write_atomic(self.config_path, json.dumps(config, indent=1, sort_keys=True))
 
+    def write_config(self, config: dict[str, Any]) -> None:
+        """Replace ``config.json`` atomically (a kill leaves the old or the new file)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.config_path, json.dumps(config, indent=1, sort_keys=True))
+
     def read_config(self) -> dict[str, Any]:
         if not self.config_path.exists():
             raise RunError(f"run {self.name!r} not found ({self.config_path} is missing); "
@@ -95,10 +100,15 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def append_jsonl(path: Path, row: dict[str, Any]) -> None:
-    """Append one JSON line and flush it to disk."""
+    """Append one JSON line and flush it to disk (on a line of its own, even after a torn one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fh.write(json.dumps(row) + "\n")
+    line = (json.dumps(row) + "\n").encode()
+    with path.open("a+b") as fh:
+        if fh.seek(0, os.SEEK_END) > 0:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":  # a kill mid-write left a torn line: end it first
+                line = b"\n" + line
+        fh.write(line)
         fh.flush()
         os.fsync(fh.fileno())
 

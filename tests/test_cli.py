@@ -11,7 +11,7 @@ import pytest
 import hypernas as hn
 from hypernas.cli import build_parser, main
 
-COMMANDS = ["spaces", "sample", "show-arch", "datasets"]
+COMMANDS = ["spaces", "sample", "show-arch", "datasets", "train", "rank"]
 
 
 def run(*argv: str) -> subprocess.CompletedProcess:

@@ -1,8 +1,8 @@
 """Graph packing: a batch of architecture graphs as the plain tensors a hypernetwork reads.
 
 Each node becomes a feature vector encoding its op (one-hot over the op registry) and the shape of
-the tensors around it (channels, resolution, kernel, stride, parameter count), plus where it sits
-in the DAG. Edges become index tensors grouped by topological level, so message passing can
+the tensors around it (channels, resolution, kernel, stride, parameter count): node-local facts
+only. Edges become index tensors grouped by topological level, so message passing can
 sweep the DAG forward and backward one level at a time for all graphs at once. Shortest-path
 distances (capped) give virtual edges and attention biases that carry information across long
 paths.
@@ -34,7 +34,7 @@ __all__ = ["PackedGraphs", "pack_graphs", "NUM_FEATURES", "MAX_DISTANCE", "OP_IN
 
 OP_INDEX = {name: i for i, name in enumerate(list_ops())}
 MAX_DISTANCE = 8  # shortest-path distances are capped here (virtual edges, attention buckets)
-_SHAPE_FEATURES = 10
+_SHAPE_FEATURES = 9
 NUM_FEATURES = len(OP_INDEX) + _SHAPE_FEATURES
 
 
@@ -76,7 +76,9 @@ def _log(v: float) -> float:
 
 
 def _node_features(graph: nx.DiGraph, node: Hashable, out_shape: tuple[int, ...],
-                   in_shapes: list[tuple[int, ...]], depth: float) -> list[float]:
+                   in_shapes: list[tuple[int, ...]]) -> list[float]:
+    """Node-local features only: where a node sits in the graph is the backbone's job (so the
+    graph-free ablation really sees nothing of the graph)."""
     op = graph.nodes[node]["op"]
     attrs = node_attrs(graph, node)
     one_hot = [0.0] * len(OP_INDEX)
@@ -89,7 +91,7 @@ def _node_features(graph: nx.DiGraph, node: Hashable, out_shape: tuple[int, ...]
     return one_hot + [
         _log(c_out), _log(c_in), _log(area), attrs.get("kernel_size", 0) / 7,
         (attrs.get("stride") or 1) / 2, float(attrs.get("groups", 1) > 1 or op == "dw_conv"),
-        _log(n_params), len(out_shape) / 3, len(in_shapes) / 4, depth,
+        _log(n_params), len(out_shape) / 3, len(in_shapes) / 4,
     ]
 
 
@@ -131,11 +133,10 @@ def _piece(graph: nx.DiGraph) -> _Piece:
     order = topological_order(graph)
     index = {n: i for i, n in enumerate(order)}
     level, rlevel = _levels(graph, order)
-    top = max(level.values()) or 1
     feats, params, edges, far = [], [], [], []
     for n in order:
         ins = [shapes[p] for p in ordered_inputs(graph, n)]
-        feats.append(_node_features(graph, n, shapes[n], ins, level[n] / top))
+        feats.append(_node_features(graph, n, shapes[n], ins))
         if ins:
             attrs = node_attrs(graph, n)
             for pname, shape in get_op(graph.nodes[n]["op"]).param_shapes(attrs, ins).items():

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from ..data import Split
 from ..errors import HypernasError
+from ..graph import fingerprint
 from ..network import Network
 from ..space import SearchSpace
 from .model import GraphHyperNetwork, HyperNetConfig
@@ -63,19 +64,21 @@ class HyperTrainConfig:
         return dataclasses.asdict(self)
 
 
-_NETS: "OrderedDict[str, Network]" = OrderedDict()
+_NETS: "OrderedDict[tuple[str, int], Network]" = OrderedDict()
 
 
 def meta_network(graph: nx.DiGraph, key: str | None = None) -> Network:
-    """A weightless ``Network`` for ``graph`` (parameters on the meta device), cached by ``key``.
-    Run it with ``torch.func.functional_call`` and batch statistics."""
-    if key is not None and key in _NETS:
-        _NETS.move_to_end(key)
-        return _NETS[key]
+    """A weightless ``Network`` for ``graph`` (parameters on the meta device), cached by ``key``
+    and the graph's fingerprint (encodings and canonical ids repeat across space settings and
+    node names). Run it with ``torch.func.functional_call`` and batch statistics."""
+    slot = None if key is None else (key, fingerprint(graph))
+    if slot is not None and slot in _NETS:
+        _NETS.move_to_end(slot)
+        return _NETS[slot]
     with torch.device("meta"):
         net = Network(graph)
-    if key is not None:
-        _NETS[key] = net
+    if slot is not None:
+        _NETS[slot] = net
         if len(_NETS) > 1024:
             _NETS.popitem(last=False)
     return net
@@ -114,7 +117,7 @@ def load_checkpoint(path: Path, config: HyperNetConfig | None = None
         saved = HyperNetConfig.from_dict(meta["hypernet"])
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}; train first") from None
-    except (SafetensorError, KeyError, ValueError, OSError) as err:
+    except (SafetensorError, KeyError, ValueError, TypeError, OSError, HypernasError) as err:
         raise CheckpointError(f"checkpoint {path} is corrupt or not a hypernas checkpoint ({err}); "
                               "restore it, or delete it to train from scratch") from None
     if config is not None and saved != config:
@@ -215,7 +218,10 @@ class HyperTrainer:
         if not torch.isfinite(loss):
             return None, 0.0
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.hnet.parameters(), self.cfg.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(self.hnet.parameters(), self.cfg.grad_clip)
+        if not torch.isfinite(norm):  # finite loss, non-finite gradients: skip the update too
+            self.opt.zero_grad(set_to_none=True)
+            return None, 0.0
         self.opt.step()
         return loss.item(), correct / (len(cands) * len(y))
 

@@ -1,0 +1,71 @@
+"""The run store: safe names, config.json written once, JSONL that survives a kill mid-write."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hypernas.runs import Run, RunError, append_jsonl, read_jsonl
+
+
+@pytest.mark.parametrize("name", ["../x", "/abs", "", "a/b", "..", ".hidden", "x/../y", "a\\b"])
+def test_unsafe_run_names_are_refused(name: str, tmp_path: Path) -> None:
+    with pytest.raises(RunError, match="not allowed"):
+        Run(name, root=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_paths(tmp_path: Path) -> None:
+    run = Run("exp-1.2_a", root=tmp_path)
+    assert run.path == tmp_path / "exp-1.2_a" and not run.path.exists()
+    assert run.config_path == run.path / "config.json"
+    assert run.checkpoint_path == run.path / "checkpoints" / "last.safetensors"
+    assert run.ranking_path("val-1") == run.path / "rankings" / "val-1.jsonl"
+    with pytest.raises(RunError, match="label"):
+        run.ranking_path("../x")
+
+
+def test_root_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HYPERNAS_RUNS", str(tmp_path))
+    assert Run("a").path == tmp_path / "a"
+
+
+def test_create_writes_config_once(tmp_path: Path) -> None:
+    run = Run("exp", root=tmp_path)
+    config = {"space": "nb201", "settings": {"input_shape": (1, 8, 8)}, "steps": 3}
+    assert not run.exists()
+    run.create(config)
+    assert run.exists() and json.loads(run.config_path.read_text()) == run.read_config()
+    assert run.read_config()["settings"]["input_shape"] == [1, 8, 8]
+    run.create(config)  # the same config again: fine (tuples and lists compare equal via JSON)
+    before = run.config_path.read_text()
+    with pytest.raises(RunError, match="--run"):
+        run.create({**config, "steps": 4})
+    assert run.config_path.read_text() == before
+    assert [p.name for p in run.path.iterdir()] == ["config.json"]
+
+
+def test_read_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(RunError, match="train it first.*--run ghost"):
+        Run("ghost", root=tmp_path).read_config()
+    broken = Run("broken", root=tmp_path)
+    broken.path.mkdir()
+    broken.config_path.write_text('{"space": ')
+    with pytest.raises(RunError, match="not valid JSON"):
+        broken.read_config()
+
+
+def test_append_and_read_jsonl(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "log.jsonl"
+    assert list(read_jsonl(path)) == []  # a missing file reads as empty
+    append_jsonl(path, {"step": 1})
+    append_jsonl(path, {"step": 2, "loss": 0.5})
+    assert list(read_jsonl(path)) == [{"step": 1}, {"step": 2, "loss": 0.5}]
+    with path.open("a") as fh:
+        fh.write('[1, 2]\n"text"\n\n{"step": 3, "lo')  # non-dict rows, a blank, a torn last line
+    assert [row["step"] for row in read_jsonl(path)] == [1, 2]
+    append_jsonl(path, {"step": 4})  # a row appended after a torn one (a resumed run) is kept
+    assert path.read_text().endswith('"lo\n{"step": 4}\n')
+    assert [row["step"] for row in read_jsonl(path)] == [1, 2, 4]

@@ -171,7 +171,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
     if args.archs:
         lines = read_archs(loaded.space, args.archs)
         for bad in (l for l in lines if l.error):
-            err.print(f"{args.archs}:{bad.line}: skipped: {bad.error}", markup=False)
+            err.print(f"{args.archs}:{bad.line}: skipped: {bad.error}", markup=False,
+                      soft_wrap=True)
         cands = [l.candidate for l in lines if l.candidate is not None]
         if not cands:
             raise HypernasError(f"no valid architecture in {args.archs}")
@@ -199,7 +200,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
         for row in rows[:args.top] if args.top else rows:
             fields = {k: row.get(k) for k in ("line", "encoding", "id", "score", "spread", "params")
                       if k in row}
-            fields.update({p: extra[p].get(row["id"]) for p in extra})
+            if extra:
+                fields["proxies"] = {p: extra[p].get(row["id"]) for p in extra}
             sys.stdout.write(json.dumps(fields) + "\n")
         return 0
     _console().print(ranking_table(rows[:args.top] if args.top else rows, extra,

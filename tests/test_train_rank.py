@@ -1,0 +1,99 @@
+"""`hypernas train` and `hypernas rank` end to end on a tiny space, in a temporary runs folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import hypernas as hn
+from hypernas.cli import main
+from hypernas.runs import Run, read_jsonl
+
+TINY = ["mlp", "--data", "digits", "--meta-batch", "2", "--batch-size", "8", "--dim", "8",
+        "--samples", "2", "--set", "max_depth=2"]
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYPERNAS_RUNS", str(tmp_path))
+    assert main(["train", *TINY, "--run", "t", "--steps", "3"]) == 0
+    return tmp_path
+
+
+def _json_lines(capsys):
+    return [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+
+
+def test_train_writes_the_run_and_resumes(runs, capsys):
+    run = Run("t", root=runs)
+    config = json.loads(run.config_path.read_text())
+    assert config["space"] == "mlp" and config["hypernet"]["census"]
+    assert config["train"]["steps"] == 3 and config["space_config"]["input_shape"] == [1, 8, 8]
+    assert run.checkpoint_path.exists()
+    assert main(["train", *TINY, "--run", "t", "--steps", "5"]) == 0
+    assert "step 5" in capsys.readouterr().out
+    from hypernas.hypernet.trainer import load_checkpoint
+    _, _, meta = load_checkpoint(run.checkpoint_path)
+    assert meta["step"] == 5
+
+
+def test_train_refuses_a_different_setup(runs, capsys):
+    assert main(["train", *TINY, "--run", "t", "--steps", "3", "--backbone", "graph_free"]) == 2
+    assert "different setup" in capsys.readouterr().err
+
+
+def test_rank_random_candidates_resumes_without_duplicates(runs, capsys):
+    assert main(["rank", "t", "--n", "4", "--json"]) == 0
+    rows = _json_lines(capsys)
+    assert len(rows) == 4 and {"encoding", "id", "score", "spread", "params"} <= set(rows[0])
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+    path = Run("t", root=runs).ranking_path("hypernet")
+    before = path.read_text()
+    assert main(["rank", "t", "--n", "6", "--json"]) == 0          # 4 of these 6 are scored
+    ids = [r["id"] for r in read_jsonl(path)]
+    assert len(ids) == len(set(ids)) == 6
+    assert path.read_text().startswith(before)
+    assert len(_json_lines(capsys)) == 6
+
+
+def test_rank_arch_file_reports_bad_lines_and_shares_duplicates(runs, tmp_path, capsys):
+    space = hn.load_space("mlp", input_shape=(1, 8, 8), max_depth=2)
+    a, b = space.sample(1).encoding, space.sample(2).encoding
+    archs = tmp_path / "archs.txt"
+    archs.write_text(f"{a}\n# a comment\n\nnot an encoding\n{b}\n{a}\n")
+    assert main(["rank", "t", "--archs", str(archs), "--json", "--proxies", "params"]) == 0
+    out, err = capsys.readouterr()
+    assert f"{archs}:4: skipped" in err
+    rows = [json.loads(line) for line in out.strip().splitlines()]
+    assert sorted(r["line"] for r in rows) == [1, 5, 6]
+    by_line = {r["line"]: r for r in rows}
+    assert by_line[1]["id"] == by_line[6]["id"] and by_line[1]["score"] == by_line[6]["score"]
+    assert all(r["proxies"]["params"] == float(r["params"]) > 0 for r in rows)
+    ranked = list(read_jsonl(Run("t", root=runs).ranking_path("hypernet")))
+    assert len(ranked) == 2                                           # scored once per id
+
+
+def test_rank_with_a_proxy(runs, capsys):
+    assert main(["rank", "t", "--n", "3", "--scorer", "params", "--json"]) == 0
+    rows = _json_lines(capsys)
+    assert [r["score"] for r in rows] == sorted([float(r["params"]) for r in rows], reverse=True)
+
+
+def test_corrupt_checkpoint_is_reported_and_kept(runs, capsys):
+    ckpt = Run("t", root=runs).checkpoint_path
+    ckpt.write_bytes(b"not a checkpoint")
+    assert main(["rank", "t", "--n", "2"]) == 2
+    assert "corrupt" in capsys.readouterr().err
+    assert ckpt.read_bytes() == b"not a checkpoint"
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["rank", "nope", "--n", "2"], "not found"),
+    (["rank", "../x", "--n", "2"], "not allowed"),
+    (["train", "mlp", "--data", "digits", "--run", "/abs"], "not allowed"),
+    (["rank", "t", "--scorer", "magic", "--n", "2"], "unknown scorer"),
+])
+def test_bad_input(runs, argv, words, capsys):
+    assert main(argv) == 2
+    assert words in capsys.readouterr().err

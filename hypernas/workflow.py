@@ -93,7 +93,7 @@ def start_run(run: Run, cfg: RunConfig) -> LoadedRun:
     if run.exists():
         old = RunConfig.from_dict(run.read_config())
         hnet = dataclasses.replace(cfg.hypernet, space=old.hypernet.space,
-                                   census=old.hypernet.census)
+                                   census=old.hypernet.census, slots=old.hypernet.slots)
         if dataclasses.replace(cfg, hypernet=hnet, train=old.train) != old:
             raise RunError(f"run {run.name!r} exists with a different setup (space, data, "
                            f"hypernet or scoring); pick a new --run name or delete {run.path}")
@@ -102,9 +102,9 @@ def start_run(run: Run, cfg: RunConfig) -> LoadedRun:
         run.write_config({**run.read_config(), "train": cfg.train.to_dict()})
         return LoadedRun(run, cfg, space, data)
     space, data = _materialise(cfg)
-    census = HyperNetConfig.for_space(space).census
-    cfg = dataclasses.replace(cfg, hypernet=dataclasses.replace(cfg.hypernet, space=space.name,
-                                                                census=census))
+    made = HyperNetConfig.for_space(space, positional=cfg.hypernet.positional)
+    cfg = dataclasses.replace(cfg, hypernet=dataclasses.replace(
+        cfg.hypernet, space=space.name, census=made.census, slots=made.slots))
     run.create({**cfg.to_dict(), "space_config": space.config.to_dict(),
                 "versions": _versions()})
     return LoadedRun(run, cfg, space, data)

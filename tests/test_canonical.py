@@ -8,6 +8,7 @@ from typing import Any
 import networkx as nx
 import pytest
 
+import hypernas
 from hypernas.canonical import canonical_graph, canonical_id, same_architecture
 from hypernas.errors import CycleError, GraphError, UnknownOpError, UnreachableNodeError
 from hypernas.graph import GraphBuilder, graph_from_json, graph_to_json, validate
@@ -293,3 +294,183 @@ def test_canonical_graph_drops_identities_and_zero_summands():
 def test_unreachable_error_is_what_validate_raises_for_the_dead_variant():
     with pytest.raises(UnreachableNodeError):
         validate(with_dead_branch().subgraph(set(with_dead_branch()) - {"dead_act"}).copy())
+
+
+# ----- equal parameter-free nodes are one tensor; sums are flat ---------------------------------
+
+def three_convs() -> Spec:
+    """x -> a (3x3), b (1x1), c (5x5): three different tensors of one shape."""
+    return [("x", "input", [], {}), conv("ca", "x", 4, 3), conv("cb", "x", 4, 1),
+            conv("cc", "x", 4, 5)]
+
+
+def read_again(*names: str) -> Spec:
+    """An identity per name: a graph edge joins two nodes once, so a sum reads a tensor a
+    second time through a wire (``name_2``)."""
+    return [(f"{n}_2", "identity", [n], {}) for n in names]
+
+
+def test_nb201_duplicate_pool_and_nested_sum_share_an_id():
+    space = hypernas.load_space("nb201", input_shape=(1, 28, 28), N=1, C=8)
+    for a, b in (("401011", "040401"),    # one avg_pool read twice vs two: 2 * avg_pool(x)
+                 ("111011", "101111")):   # (x + x) + x vs x + x + x
+        check_pair(space.replay(a).graph, space.replay(b).graph, True)
+    for a, b in (("201011", "020201"),    # one conv1x1 read twice vs two conv1x1 of x
+                 ("304041", "330044")):   # one conv3x3 pooled twice vs two, each pooled once
+        check_pair(space.replay(a).graph, space.replay(b).graph, False)
+
+
+def test_op_applied_twice_is_one_tensor():
+    # relu(x) + relu(x) built as two relus, and as one relu read twice through an identity
+    two = make([("x", "input", [], {}), ("r1", "relu", ["x"], {}), ("r2", "relu", ["x"], {}),
+                ("a", "add", ["r1", "r2"], {})] + tail("a"))
+    once = make([("x", "input", [], {}), ("r", "relu", ["x"], {}), ("i", "identity", ["r"], {}),
+                 ("a", "add", ["r", "i"], {})] + tail("a"))
+    check_pair(two, once, True)
+    canon = canonical_graph(two)
+    assert [d["label"]["op"] for _, d in canon.nodes(data=True)].count("relu") == 1
+    assert canon.number_of_edges("r1", "a") == 2     # still 2 * relu(x), not relu(x)
+
+
+def test_equal_nodes_merge_bottom_up():
+    # pool(relu(x)) built twice: the relus merge first, then the pools do
+    twice = make([("x", "input", [], {}), ("r1", "relu", ["x"], {}), ("r2", "relu", ["x"], {}),
+                  ("p1", "max_pool", ["r1"], {"kernel_size": 3, "stride": 1, "padding": 1}),
+                  ("p2", "max_pool", ["r2"], {"kernel_size": 3, "stride": 1, "padding": 1}),
+                  ("cat", "concat", ["p1", "p2"], {})] + tail("cat"))
+    once = make([("x", "input", [], {}), ("r", "relu", ["x"], {}),
+                 ("p", "max_pool", ["r"], {"kernel_size": 3, "stride": 1, "padding": 1}),
+                 ("cat", "concat", ["p", "p_again"], {}), ("p_again", "identity", ["p"], {})]
+                + tail("cat"))
+    check_pair(twice, once, True)
+    assert len(canonical_graph(twice)) == len(canonical_graph(once)) == 7
+
+
+def test_different_attributes_are_not_merged():
+    def pools(k2: int) -> nx.DiGraph:  # max_pool 3x3 + max_pool k2 x k2, same output shape
+        return make([("x", "input", [], {}),
+                     ("p1", "max_pool", ["x"], {"kernel_size": 3, "stride": 1, "padding": 1}),
+                     ("p2", "max_pool", ["x"], {"kernel_size": k2, "stride": 1,
+                                                "padding": k2 // 2}),
+                     ("a", "add", ["p1", "p2"], {})] + tail("a"))
+    assert len(canonical_graph(pools(3))) == len(canonical_graph(pools(5))) - 1
+    check_pair(pools(3), pools(5), False)
+
+
+def test_layers_with_parameters_are_never_merged():
+    # conv_a(x) + conv_b(x) (two layers, equal attributes) vs one conv read twice
+    two = make([("x", "input", [], {}), conv("c1", "x"), conv("c2", "x"),
+                ("r1", "relu", ["c1"], {}), ("r2", "relu", ["c2"], {}),
+                ("a", "add", ["r1", "r2"], {})] + tail("a"))
+    one = make([("x", "input", [], {}), conv("c", "x"), ("r", "relu", ["c"], {}),
+                ("i", "identity", ["r"], {}), ("a", "add", ["r", "i"], {})] + tail("a"))
+    check_pair(two, one, False)
+    labels = nx.get_node_attributes(canonical_graph(two), "label")
+    assert labels["c1"]["shared_by"] == labels["c2"]["shared_by"] == 1
+    assert [lab["op"] for lab in labels.values()].count("relu") == 2
+    # a shared conv read by two equal relus: the relus merge, the conv is read once
+    shared = make([("x", "input", [], {}), conv("c", "x"), ("r1", "relu", ["c"], {}),
+                   ("r2", "relu", ["c"], {}), ("a", "add", ["r1", "r2"], {})] + tail("a"))
+    check_pair(shared, one, True)
+    assert nx.get_node_attributes(canonical_graph(shared), "label")["c"]["shared_by"] == 1
+
+
+def test_concat_order_still_counts():
+    pool = ("p", "avg_pool", ["x"], {"kernel_size": 3, "stride": 1, "padding": 1})
+    first = make([("x", "input", [], {}), pool, ("cat", "concat", ["x", "p"], {})] + tail("cat"))
+    second = make([("x", "input", [], {}), pool, ("cat", "concat", ["p", "x"], {})] + tail("cat"))
+    check_pair(first, second, False)
+
+
+def test_equal_concats_merge_only_with_the_same_order():
+    pool = ("p", "avg_pool", ["x"], {"kernel_size": 3, "stride": 1, "padding": 1})
+
+    def two_concats(order: list[str]) -> nx.DiGraph:
+        return make([("x", "input", [], {}), pool, ("k1", "concat", ["x", "p"], {}),
+                     ("k2", "concat", order, {}), ("a", "add", ["k1", "k2"], {})] + tail("a"))
+    merged = two_concats(["x", "p"])
+    assert [d["label"]["op"] for _, d in canonical_graph(merged).nodes(data=True)].count(
+        "concat") == 1
+    assert [d["label"]["op"] for _, d in canonical_graph(two_concats(["p", "x"])).nodes(
+        data=True)].count("concat") == 2
+    check_pair(merged, two_concats(["p", "x"]), False)
+
+
+def test_nested_sum_is_flat():
+    nested = make(three_convs() + [("ab", "add", ["ca", "cb"], {}),
+                                   ("abc", "add", ["ab", "cc"], {})] + tail("abc"))
+    flat = make(three_convs() + [("abc", "add", ["cc", "ca", "cb"], {})] + tail("abc"))
+    check_pair(nested, flat, True)
+    canon = canonical_graph(nested)
+    assert "ab" not in canon and canon.in_degree("abc") == 3
+
+
+def test_sum_read_twice_by_a_sum_brings_its_inputs_twice():
+    # (a + b) + (a + b) = a + a + b + b, not a + b
+    twice = make(three_convs()[:3] + [("ab", "add", ["ca", "cb"], {}),
+                                      ("s", "add", ["ab", "ab_copy"], {}),
+                                      ("ab_copy", "identity", ["ab"], {})] + tail("s"))
+    spelled_out = make(three_convs()[:3] + read_again("ca", "cb")
+                       + [("s", "add", ["ca", "cb", "ca_2", "cb_2"], {})] + tail("s"))
+    once = make(three_convs()[:3] + [("s", "add", ["ca", "cb"], {})] + tail("s"))
+    check_pair(twice, spelled_out, True)
+    check_pair(twice, once, False)
+
+
+def test_sums_flatten_through_chains():
+    # ((a + b) + c) + a, a chain of single-consumer sums, is a + a + b + c
+    chain = make(three_convs() + [("ab", "add", ["ca", "cb"], {}),
+                                  ("abc", "add", ["ab", "cc"], {}),
+                                  ("s", "add", ["abc", "ca"], {})] + tail("s"))
+    flat = make(three_convs() + read_again("ca")
+                + [("s", "add", ["ca", "cb", "cc", "ca_2"], {})] + tail("s"))
+    check_pair(chain, flat, True)
+
+
+def test_sum_with_a_second_consumer_stays():
+    # (a + b) + c where a + b is also read by a sigmoid ...
+    shared = make(three_convs() + [("ab", "add", ["ca", "cb"], {}),
+                                   ("abc", "add", ["ab", "cc"], {}),
+                                   ("sg", "sigmoid", ["ab"], {}),
+                                   ("cat", "concat", ["abc", "sg"], {})] + tail("cat"))
+    # ... vs a + b + c, with the sigmoid fed by a separate a + b: same values, another graph
+    separate = make(three_convs() + [("ab", "add", ["ca", "cb"], {}),
+                                     ("abc", "add", ["ca", "cb", "cc"], {}),
+                                     ("sg", "sigmoid", ["ab"], {}),
+                                     ("cat", "concat", ["abc", "sg"], {})] + tail("cat"))
+    check_pair(shared, separate, False)
+    canon = canonical_graph(shared)
+    assert "ab" in canon and canon.in_degree("abc") == 2
+
+
+def test_a_dead_second_consumer_does_not_keep_a_sum():
+    # a + b is also read by a sigmoid that only feeds a zero summand, so the sigmoid is dead
+    dead_reader = make(three_convs() + [("ab", "add", ["ca", "cb"], {}),
+                                        ("abc", "add", ["ab", "cc"], {}),
+                                        ("sg", "sigmoid", ["ab"], {}), ("z", "zero", ["sg"], {}),
+                                        ("s", "add", ["abc", "z"], {})] + tail("s"))
+    flat = make(three_convs() + [("abc", "add", ["ca", "cb", "cc"], {})] + tail("abc"))
+    check_pair(dead_reader, flat, True)
+
+
+def test_flattening_exposes_equal_sums():
+    # (a + b) + c and a + b + c become one sum once flat; concat reads it twice
+    nested_and_flat = make(three_convs() + [("ab", "add", ["ca", "cb"], {}),
+                                            ("s1", "add", ["ab", "cc"], {}),
+                                            ("s2", "add", ["cb", "cc", "ca"], {}),
+                                            ("cat", "concat", ["s1", "s2"], {})] + tail("cat"))
+    one_sum = make(three_convs() + [("s", "add", ["ca", "cb", "cc"], {}),
+                                    ("s_copy", "identity", ["s"], {}),
+                                    ("cat", "concat", ["s", "s_copy"], {})] + tail("cat"))
+    check_pair(nested_and_flat, one_sum, True)
+
+
+def test_merging_lets_a_sum_flatten():
+    # Two equal sums s1 = s2 = a + b, both read only by t = s1 + s2: once they are one node,
+    # t is its only reader, so t = a + a + b + b.
+    merged_first = make(three_convs()[:3] + [("s1", "add", ["ca", "cb"], {}),
+                                             ("s2", "add", ["cb", "ca"], {}),
+                                             ("t", "add", ["s1", "s2"], {})] + tail("t"))
+    spelled_out = make(three_convs()[:3] + read_again("ca", "cb")
+                       + [("t", "add", ["ca", "ca_2", "cb", "cb_2"], {})] + tail("t"))
+    check_pair(merged_first, spelled_out, True)

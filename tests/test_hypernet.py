@@ -117,7 +117,7 @@ def test_weights_have_param_shapes_run_and_train(space: str, backbone: str) -> N
             assert p.grad is not None and p.grad.abs().sum() > 0, f"{part}.{name} got no gradient"
     used = {n.split(".")[0] for n, p in hnet.decoder.named_parameters()
             if p.grad is not None and p.grad.abs().sum() > 0}
-    assert used == {"bases", "mix", "gain", "scale"}
+    assert used == {"bases", "mix", "gain", "scale", "own"}  # "own": positional anchors
     for kind in dict(hnet.config.census):
         base = hnet.decoder.bases[kind.replace(".", "__")]
         assert base.grad is not None and base.grad.abs().sum() > 0, f"bases of {kind} unused"

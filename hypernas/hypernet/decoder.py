@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from .features import PackedGraphs
 
-__all__ = ["WeightDecoder", "param_kind"]
+__all__ = ["WeightDecoder", "param_kind", "slot_key"]
 
 NORM_OPS = ("batch_norm", "layer_norm")
 
@@ -36,6 +36,11 @@ def param_kind(op: str, pname: str, shape: Sequence[int]) -> str:
     if op == "conv" and pname == "weight":
         return f"conv.weight.k{shape[-1]}"
     return f"{op}.{pname}"
+
+
+def slot_key(name: str, kind: str) -> str:
+    """Key of a positional weight: the parameter's name in the network plus its kind."""
+    return f"{name}@{kind}"
 
 
 def _key(kind: str) -> str:
@@ -60,10 +65,14 @@ class WeightDecoder(nn.Module):
     """Node embeddings ``(nodes, dim)`` -> ``{param name: tensor}`` per graph, for one head."""
 
     def __init__(self, dim: int, max_shapes: dict[str, tuple[int, ...]], bases: int,
-                 samples: int) -> None:
+                 samples: int, slots: dict[str, tuple[int, ...]] | None = None) -> None:
         super().__init__()
         self.samples, self.num_bases = samples, bases
         self.max_shapes = dict(max_shapes)
+        # Positional weights: one tensor per (node name, parameter, kind) seen in the space, a
+        # supernet-like anchor the graph embedding then modulates.
+        self.own = nn.ParameterDict({_key(k): nn.Parameter(torch.randn(*s))
+                                     for k, s in (slots or {}).items()})
         self.bases = nn.ParameterDict({_key(k): nn.Parameter(torch.randn(bases, *s))
                                        for k, s in self.max_shapes.items()})
         self.mix = nn.ModuleDict({_key(k): nn.Linear(dim, samples * bases) for k in max_shapes})
@@ -93,20 +102,28 @@ class WeightDecoder(nn.Module):
         for (kind, shape), items in groups.items():
             nodes = torch.tensor([node for _, node, _ in items], device=h.device)
             head = torch.tensor([heads[g] for g, _, _ in items], device=h.device)
-            weights = self.assemble(kind, shape, h[nodes], head)          # (n, *shape)
+            own = [self.own[k] if k in self.own else None
+                   for k in (_key(slot_key(name, kind)) for _, _, name in items)]
+            weights = self.assemble(kind, shape, h[nodes], head, own)     # (n, *shape)
             for (g, _, name), w in zip(items, weights.unbind(0)):
                 out[g][name] = w
         return out
 
-    def assemble(self, kind: str, shape: tuple[int, ...], h: Tensor, head: Tensor) -> Tensor:
+    def assemble(self, kind: str, shape: tuple[int, ...], h: Tensor, head: Tensor,
+                 own: Sequence[Tensor | None] = ()) -> Tensor:
         """Parameters of one kind and shape for n nodes: ``h: (n, dim)`` embeddings, ``head:
-        (n,)`` ensemble heads -> ``(n, *shape)``."""
+        (n,)`` ensemble heads, ``own`` each node's positional tensor (or None) -> ``(n, *shape)``."""
         key, n, rows = _key(kind), h.shape[0], torch.arange(h.shape[0], device=h.device)
         coef = self.mix[key](h).view(n, self.samples, -1)[rows, head]      # (n, R)
         base = _fit(self.bases[key], shape)                                 # (R, *shape)
         mixed = torch.tensordot(coef, base, dims=1)                         # (n, *shape)
         view = (n,) + (1,) * len(shape)
         mixed = mixed / (coef.norm(dim=1).view(view) + 1e-6)                # ~unit variance
+        if any(o is not None for o in own):                                 # + positional anchor
+            anchor = torch.stack([_fit(o.unsqueeze(0), shape)[0] if o is not None
+                                  else torch.zeros(shape, device=h.device) for o in own])
+            has = torch.tensor([o is not None for o in own], device=h.device).view(view)
+            mixed = torch.where(has, (mixed + anchor) / math.sqrt(2), mixed)
         if key not in self.gain:                                            # vectors
             if kind.split(".")[0] in NORM_OPS and kind.endswith(".weight"):
                 return 1 + 0.2 * torch.tanh(mixed)

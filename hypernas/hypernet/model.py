@@ -32,7 +32,7 @@ from ..network import param_shapes
 from ..space import SearchSpace
 from ..trials import PathTrial
 from .backbones import BACKBONES
-from .decoder import WeightDecoder, param_kind
+from .decoder import WeightDecoder, param_kind, slot_key
 from .features import NUM_FEATURES, OP_INDEX, PackedGraphs, pack_graphs
 
 __all__ = ["HyperNetConfig", "GraphHyperNetwork", "shape_census", "CensusError"]
@@ -46,25 +46,36 @@ def _kinds(graph: nx.DiGraph) -> dict[str, tuple[int, ...]]:
     """Largest shape per parameter kind in one graph."""
     found: dict[str, tuple[int, ...]] = {}
     for name, shape in param_shapes(graph).items():
-        node = name.split(".")[1]
-        op = graph.nodes[node if node in graph else int(node)]["op"]
-        kind = param_kind(op, name.rsplit(".", 1)[1], shape)
-        old = found.get(kind, (0,) * len(shape))
-        found[kind] = tuple(max(a, b) for a, b in zip(old, shape))
+        _grow(found, _kind_of(graph, name, shape), shape)
     return found
 
 
-def shape_census(space: SearchSpace, samples: int = 256, seed: int = 0) -> dict[str, tuple[int, ...]]:
-    """Largest shape of each parameter kind over the space: the first and last choice at every
-    decision, then ``samples`` random candidates."""
+def _grow(table: dict[str, tuple[int, ...]], key: str, shape: Sequence[int]) -> None:
+    old = table.get(key, (0,) * len(shape))
+    table[key] = tuple(max(a, b) for a, b in zip(old, shape))
+
+
+def shape_census(space: SearchSpace, samples: int = 256, seed: int = 0
+                 ) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
+    """Largest shape of each parameter kind, and of each positional slot (parameter name and
+    kind), over the space: the first and last choice at every decision, then ``samples``
+    random candidates."""
     graphs = [space.define(PathTrial()), space.define(PathTrial(last=True))]
     graphs += [c.graph for c in space.sample_many(samples, seed=seed, unique=False)]
-    census: dict[str, tuple[int, ...]] = {}
+    kinds: dict[str, tuple[int, ...]] = {}
+    slots: dict[str, tuple[int, ...]] = {}
     for graph in graphs:
         for kind, shape in _kinds(graph).items():
-            old = census.get(kind, (0,) * len(shape))
-            census[kind] = tuple(max(a, b) for a, b in zip(old, shape))
-    return dict(sorted(census.items()))
+            _grow(kinds, kind, shape)
+        for name, shape in param_shapes(graph).items():
+            _grow(slots, slot_key(name, _kind_of(graph, name, shape)), shape)
+    return dict(sorted(kinds.items())), dict(sorted(slots.items()))
+
+
+def _kind_of(graph: nx.DiGraph, name: str, shape: Sequence[int]) -> str:
+    node = name.split(".")[1]
+    op = graph.nodes[node if node in graph else int(node)]["op"]
+    return param_kind(op, name.rsplit(".", 1)[1], shape)
 
 
 @dataclass(frozen=True)
@@ -79,17 +90,23 @@ class HyperNetConfig:
     samples: int = 4  # ensemble heads = weight samples per candidate (the score's spread)
     bases: int = 8  # base tensors per parameter kind
     census: tuple[tuple[str, tuple[int, ...]], ...] = ()  # largest shape per parameter kind
+    positional: bool = True  # add a learned anchor per parameter slot (node name + kind)
+    slots: tuple[tuple[str, tuple[int, ...]], ...] = ()  # largest shape per positional slot
 
     @classmethod
     def for_space(cls, space: SearchSpace, census_samples: int = 256, **kwargs: Any
                   ) -> "HyperNetConfig":
         """A config whose census covers ``space``."""
-        census = shape_census(space, census_samples)
-        return cls(space=space.name, census=tuple(census.items()), **kwargs)
+        census, slots = shape_census(space, census_samples)
+        if not kwargs.get("positional", True):
+            slots = {}
+        return cls(space=space.name, census=tuple(census.items()), slots=tuple(slots.items()),
+                   **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["census"] = {k: list(v) for k, v in self.census}
+        out["slots"] = {k: list(v) for k, v in self.slots}
         return out
 
     @classmethod
@@ -100,7 +117,8 @@ class HyperNetConfig:
             raise HypernasError(f"hypernet config has unknown fields {sorted(unknown)}; it was "
                                 "written by another version of hypernas")
         data = dict(data)
-        data["census"] = tuple((k, tuple(v)) for k, v in dict(data.get("census", {})).items())
+        for key in ("census", "slots"):
+            data[key] = tuple((k, tuple(v)) for k, v in dict(data.get(key, {})).items())
         return cls(**data)
 
 
@@ -129,7 +147,8 @@ class GraphHyperNetwork(nn.Module):
         self.op_embed = nn.Embedding(len(OP_INDEX), d)
         self.backbone = BACKBONES[config.backbone](d, config.layers, config.heads)
         self.norm = nn.LayerNorm(d)
-        self.decoder = WeightDecoder(d, dict(config.census), config.bases, config.samples)
+        self.decoder = WeightDecoder(d, dict(config.census), config.bases, config.samples,
+                                     dict(config.slots) if config.positional else None)
 
     def embed_graphs(self, batch: PackedGraphs) -> Tensor:
         """Graph-aware node embeddings ``(nodes, dim)``."""

@@ -51,10 +51,25 @@ def connected_cells(n: int) -> list[str]:
     return codes
 
 
+CELLS = OUT.parent / "fmnist_truth_cells.json"  # the drawn cells, frozen on first use
+
+
+def truth_cells(cells: int) -> list[str]:
+    """The truth set's cells: read from CELLS, or drawn and written there the first time, so the
+    set does not move when canonical ids (used to skip duplicates) are refined."""
+    if CELLS.exists():
+        frozen = json.loads(CELLS.read_text())
+        if len(frozen) >= cells:
+            return frozen[:cells]
+    drawn = connected_cells(cells)
+    CELLS.write_text(json.dumps(drawn))
+    return drawn
+
+
 def jobs(cells: int, reseed: int) -> list[tuple[str, int]]:
     """(code, seed) pairs in training order: every fifth cell gets its second seed right away."""
     out = []
-    for i, code in enumerate(connected_cells(cells)):
+    for i, code in enumerate(truth_cells(cells)):
         out.append((code, 0))
         if i % 5 == 0 and i // 5 < reseed:
             out.append((code, 1))

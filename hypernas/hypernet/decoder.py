@@ -29,6 +29,10 @@ from .features import PackedGraphs
 __all__ = ["WeightDecoder", "param_kind", "slot_key"]
 
 NORM_OPS = ("batch_norm", "layer_norm")
+# Bases and anchors are stored at this scale and divided by it when used: with Adam, whose steps
+# have a fixed absolute size, a small stored scale is a large relative learning rate, as for the
+# weights of an ordinary network (stored at unit scale they learned ~20x slower).
+BASE_STD = 0.05
 
 
 def param_kind(op: str, pname: str, shape: Sequence[int]) -> str:
@@ -71,9 +75,9 @@ class WeightDecoder(nn.Module):
         self.max_shapes = dict(max_shapes)
         # Positional weights: one tensor per (node name, parameter, kind) seen in the space, a
         # supernet-like anchor the graph embedding then modulates.
-        self.own = nn.ParameterDict({_key(k): nn.Parameter(torch.randn(*s))
+        self.own = nn.ParameterDict({_key(k): nn.Parameter(BASE_STD * torch.randn(*s))
                                      for k, s in (slots or {}).items()})
-        self.bases = nn.ParameterDict({_key(k): nn.Parameter(torch.randn(bases, *s))
+        self.bases = nn.ParameterDict({_key(k): nn.Parameter(BASE_STD * torch.randn(bases, *s))
                                        for k, s in self.max_shapes.items()})
         self.mix = nn.ModuleDict({_key(k): nn.Linear(dim, samples * bases) for k in max_shapes})
         self.gain = nn.ModuleDict({_key(k): nn.Linear(dim, samples * s[0])
@@ -118,9 +122,9 @@ class WeightDecoder(nn.Module):
         base = _fit(self.bases[key], shape)                                 # (R, *shape)
         mixed = torch.tensordot(coef, base, dims=1)                         # (n, *shape)
         view = (n,) + (1,) * len(shape)
-        mixed = mixed / (coef.norm(dim=1).view(view) + 1e-6)                # ~unit variance
+        mixed = mixed / (BASE_STD * coef.norm(dim=1).view(view) + 1e-6)     # ~unit variance
         if any(o is not None for o in own):                                 # + positional anchor
-            anchor = torch.stack([_fit(o.unsqueeze(0), shape)[0] if o is not None
+            anchor = torch.stack([_fit(o.unsqueeze(0), shape)[0] / BASE_STD if o is not None
                                   else torch.zeros(shape, device=h.device) for o in own])
             has = torch.tensor([o is not None for o in own], device=h.device).view(view)
             mixed = torch.where(has, (mixed + anchor) / math.sqrt(2), mixed)

@@ -62,8 +62,20 @@ def _spatial_out(attrs: Mapping[str, Any], in_shape: Shape, channels: int, what:
     return (channels, ho, wo)
 
 
+def _weight_and_bias(weight: Shape, bias: bool) -> dict[str, Shape]:
+    """A weight of shape ``weight`` and, with ``bias``, one bias per output (``weight[0]``)."""
+    return {"weight": weight, "bias": (weight[0],)} if bias else {"weight": weight}
+
+
+class _Affine(Op):
+    """Ops with a weight (and maybe a bias), initialised as torch's Conv2d / Linear are."""
+
+    def reset_parameters(self) -> None:
+        _kaiming_init(self.weight, getattr(self, "bias", None))
+
+
 @register_op
-class Conv(Op):
+class Conv(_Affine):
     """2-d convolution: ``y = W * x (+ b)``."""
 
     name = "conv"
@@ -86,13 +98,7 @@ class Conv(Op):
     @classmethod
     def param_shapes(cls, attrs, in_shapes):
         k, g = attrs["kernel_size"], attrs["groups"]
-        shapes = {"weight": (attrs["out_channels"], in_shapes[0][0] // g, k, k)}
-        if attrs["bias"]:
-            shapes["bias"] = (attrs["out_channels"],)
-        return shapes
-
-    def reset_parameters(self) -> None:
-        _kaiming_init(self.weight, getattr(self, "bias", None))
+        return _weight_and_bias((attrs["out_channels"], in_shapes[0][0] // g, k, k), attrs["bias"])
 
     def forward(self, x: Tensor) -> Tensor:
         c = self.cfg
@@ -101,7 +107,7 @@ class Conv(Op):
 
 
 @register_op
-class DepthwiseConv(Op):
+class DepthwiseConv(_Affine):
     """Depthwise 2-d convolution: one ``k x k`` filter per input channel (times ``multiplier``)."""
 
     name = "dw_conv"
@@ -117,13 +123,7 @@ class DepthwiseConv(Op):
     @classmethod
     def param_shapes(cls, attrs, in_shapes):
         c_out, k = in_shapes[0][0] * attrs["multiplier"], attrs["kernel_size"]
-        shapes = {"weight": (c_out, 1, k, k)}
-        if attrs["bias"]:
-            shapes["bias"] = (c_out,)
-        return shapes
-
-    def reset_parameters(self) -> None:
-        _kaiming_init(self.weight, getattr(self, "bias", None))
+        return _weight_and_bias((c_out, 1, k, k), attrs["bias"])
 
     def forward(self, x: Tensor) -> Tensor:
         c = self.cfg
@@ -132,7 +132,7 @@ class DepthwiseConv(Op):
 
 
 @register_op
-class Linear(Op):
+class Linear(_Affine):
     """Affine map over the last dimension: ``y = x W^T + b``."""
 
     name = "linear"
@@ -146,13 +146,7 @@ class Linear(Op):
 
     @classmethod
     def param_shapes(cls, attrs, in_shapes):
-        shapes = {"weight": (attrs["out_features"], in_shapes[0][-1])}
-        if attrs["bias"]:
-            shapes["bias"] = (attrs["out_features"],)
-        return shapes
-
-    def reset_parameters(self) -> None:
-        _kaiming_init(self.weight, getattr(self, "bias", None))
+        return _weight_and_bias((attrs["out_features"], in_shapes[0][-1]), attrs["bias"])
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight, getattr(self, "bias", None))

@@ -113,7 +113,6 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import dataclasses
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -11,13 +11,12 @@ import dataclasses
 import importlib.metadata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
-import networkx as nx
 import torch
 
 from .data import DataConfig, Dataset, load_dataset_from_config
-from .errors import EncodingError, HypernasError
+from .errors import HypernasError
 from .hypernet.model import GraphHyperNetwork, HyperNetConfig
 from .hypernet.trainer import HyperTrainConfig, HyperTrainer, load_checkpoint
 from .proxies import list_proxies
@@ -186,7 +185,9 @@ def rank_run(lr: LoadedRun, cands: Sequence[Candidate], scorer: str = "hypernet"
     if scorer == "hypernet":
         hnet, _, _ = load_checkpoint(lr.run.checkpoint_path, lr.config.hypernet)
         batches = eval_batches(lr.data.val, lr.config.score)
-        score = lambda part: score_hypernet(hnet, part, batches, chunk)  # noqa: E731
+
+        def score(part: Sequence[Candidate]) -> list[dict[str, Any]]:
+            return score_hypernet(hnet, part, batches, chunk)
     elif scorer in list_proxies():
         fixed = lr.data.val.subset(lr.config.score.proxy_batch, seed=lr.config.score.seed)
 

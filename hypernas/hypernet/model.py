@@ -19,12 +19,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import networkx as nx
-import torch
 from torch import Tensor, nn
 
 from ..errors import HypernasError

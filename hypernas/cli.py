@@ -113,7 +113,6 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .data import DataConfig
@@ -122,7 +121,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .runs import Run
     from .workflow import RunConfig, start_run, train_run
 
-    if (args.budget is None) == (args.steps is None) and args.steps is not None:
+    if args.budget is not None and args.steps is not None:
         raise HypernasError("give --budget MINUTES or --steps N, not both")
     train = HyperTrainConfig(steps=args.steps, budget_minutes=args.budget or 20.0,
                              meta_batch=args.meta_batch, batch_size=args.batch_size, lr=args.lr,

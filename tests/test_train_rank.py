@@ -93,6 +93,7 @@ def test_corrupt_checkpoint_is_reported_and_kept(runs, capsys):
     (["rank", "../x", "--n", "2"], "not allowed"),
     (["train", "mlp", "--data", "digits", "--run", "/abs"], "not allowed"),
     (["rank", "t", "--scorer", "magic", "--n", "2"], "unknown scorer"),
+    (["train", *TINY, "--run", "u", "--budget", "1", "--steps", "2"], "not both"),
 ])
 def test_bad_input(runs, argv, words, capsys):
     assert main(argv) == 2

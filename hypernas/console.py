@@ -56,6 +56,12 @@ def _group(node: Hashable) -> str:
     return str(node).split("_", 1)[0]
 
 
+def _subgroup(node: Hashable) -> str | None:
+    """``s2_b1`` for ``s2_b1_dw``; None for names of fewer than three parts."""
+    parts = str(node).split("_")
+    return "_".join(parts[:2]) if len(parts) >= 3 else None
+
+
 def _node_line(graph: nx.DiGraph, node: Hashable, shape: tuple[int, ...], params: int,
                previous: Hashable | None) -> Text:
     data = graph.nodes[node]
@@ -106,10 +112,13 @@ def arch_tree(cand: Candidate, extra: dict[str, Any] | None = None) -> Tree:
                 text.append(f"  {group_params[g]:,} params", style="green")
             groups[g] = root.add(text)
         parent = groups[g]
-        if label:
-            if (g, label) not in subgroups:
-                subgroups[g, label] = parent.add(Text(label, style="magenta"))
-            parent = subgroups[g, label]
+        sub = _subgroup(node)
+        if sub:  # nodes of one block / edge share a name prefix; a label titles the block
+            if (g, sub) not in subgroups:
+                subgroups[g, sub] = parent.add(Text(label or sub, style="magenta"))
+            elif label:
+                subgroups[g, sub].label = Text(label, style="magenta")
+            parent = subgroups[g, sub]
         if parent is not last_parent:  # a new (sub)group: always show where its input comes from
             previous, last_parent = None, parent
         parent.add(_node_line(graph, node, shapes[node], counts.get(str(node), 0), previous))

@@ -214,6 +214,17 @@ class SearchSpace(abc.ABC):
         return f"{type(self).__name__}({self.config})"
 
 
+def check_positive_ints(space: str, key: str, value: Any, unique: bool = False) -> None:
+    """For spaces' ``check_config``: ``value`` must be a positive int, or a non-empty tuple of
+    them (distinct when ``unique``); raises :class:`SpaceError` naming the setting."""
+    values = value if isinstance(value, tuple) else (value,)
+    if not (values and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                           for v in values)):
+        raise SpaceError(f"{space} setting {key} must be positive int(s), got {value!r}")
+    if unique and len(set(values)) != len(values):
+        raise SpaceError(f"{space} setting {key} repeats a choice: {value}; list each once")
+
+
 # ----- registry -------------------------------------------------------------------------------
 
 _BUILTIN = {  # name -> "module:class"; imported only when asked for

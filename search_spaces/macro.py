@@ -40,7 +40,7 @@ import networkx as nx
 
 from hypernas.errors import EncodingError, SpaceError
 from hypernas.graph import GraphBuilder
-from hypernas.space import SearchSpace, SpaceConfig
+from hypernas.space import SearchSpace, SpaceConfig, check_positive_ints
 
 __all__ = ["MacroConfig", "MacroSpace"]
 
@@ -83,10 +83,11 @@ class MacroSpace(SearchSpace):
         cfg = self.config
         for key in ("input_shape", "stage_widths", "stage_strides", "kernel_sizes",
                     "expand_ratios"):
-            _check_ints(key, getattr(cfg, key), unique=key in ("kernel_sizes", "expand_ratios"))
+            check_positive_ints("macro", key, getattr(cfg, key),
+                                unique=key in ("kernel_sizes", "expand_ratios"))
         for key in ("num_classes", "stem_channels", "stem_stride", "width_divisor", "min_depth",
                     "max_depth", "head_channels"):
-            _check_ints(key, getattr(cfg, key))
+            check_positive_ints("macro", key, getattr(cfg, key))
         if len(cfg.input_shape) != 3:
             raise SpaceError(f"macro needs image inputs (C, H, W), got input_shape="
                              f"{cfg.input_shape}; use the mlp space for vectors")
@@ -227,12 +228,3 @@ def _mbconv(b: GraphBuilder, x: str, name: str, kernel: int, expand: int, width:
     skip = x if c_in == width else _conv_bn(b, x, width, 1, 1, f"{name}_skip", act=False)
     return b.add("add", h, skip, name=f"{name}_add")
 
-
-def _check_ints(key: str, value: Any, unique: bool = False) -> None:
-    """``value`` must be a positive int, or (a tuple) a non-empty tuple of them."""
-    values = value if isinstance(value, tuple) else (value,)
-    if not (values and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
-                           for v in values)):
-        raise SpaceError(f"macro setting {key} must be positive int(s), got {value!r}")
-    if unique and len(set(values)) != len(values):
-        raise SpaceError(f"macro setting {key} repeats a choice: {value}; list each once")

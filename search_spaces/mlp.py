@@ -25,7 +25,7 @@ from typing import Any
 import networkx as nx
 
 from hypernas.errors import SpaceError
-from hypernas.space import SearchSpace, SpaceConfig
+from hypernas.space import SearchSpace, SpaceConfig, check_positive_ints
 
 __all__ = ["MLPConfig", "MLPSpace", "ACTIVATIONS", "NORMS"]
 
@@ -57,7 +57,7 @@ class MLPSpace(SearchSpace):
     def check_config(self) -> None:
         cfg = self.config
         for key in ("input_shape", "widths", "num_classes", "min_depth", "max_depth"):
-            _check_ints(key, getattr(cfg, key), unique=key == "widths")
+            check_positive_ints("mlp", key, getattr(cfg, key), unique=key == "widths")
         if cfg.min_depth > cfg.max_depth:
             raise SpaceError(f"min_depth={cfg.min_depth} exceeds max_depth={cfg.max_depth}; "
                              "lower min_depth or raise max_depth")
@@ -84,15 +84,6 @@ class MLPSpace(SearchSpace):
         b.output(b.add("linear", x, out_features=cfg.num_classes, name="classifier"))
         return b.build()
 
-
-def _check_ints(key: str, value: Any, unique: bool = False) -> None:
-    """``value`` must be a positive int, or (a tuple) a non-empty tuple of them."""
-    values = value if isinstance(value, tuple) else (value,)
-    if not (values and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
-                           for v in values)):
-        raise SpaceError(f"mlp setting {key} must be positive int(s), got {value!r}")
-    if unique and len(set(values)) != len(values):
-        raise SpaceError(f"mlp setting {key} repeats a choice: {value}; list each once")
 
 
 def _check_names(key: str, names: Any, allowed: tuple[str, ...]) -> None:

@@ -16,7 +16,7 @@ from .errors import (ArityError, CycleError, EncodingError, GraphError, GraphFor
                      ShapeError, SpaceError, UnknownOpError, UnreachableNodeError)
 from .graph import (GraphBuilder, graph_from_json, graph_to_json, infer_shapes, load_graph,
                     save_graph, validate)
-from .network import Network, count_params, param_shapes
+from .network import Network, count_macs, count_params, param_shapes
 from .ops import list_ops
 from .space import Candidate, SearchSpace, SpaceConfig, list_spaces, load_space, register_space
 
@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Candidate", "GraphBuilder", "Network", "SearchSpace", "SpaceConfig", "canonical_id",
-    "count_params", "graph_from_json", "graph_to_json", "infer_shapes", "list_ops", "list_spaces",
+    "count_macs", "count_params", "graph_from_json", "graph_to_json", "infer_shapes", "list_ops", "list_spaces",
     "load_graph", "load_space", "param_shapes", "register_space", "same_architecture",
     "save_graph", "validate",
     # errors

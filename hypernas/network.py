@@ -30,7 +30,8 @@ from torch import Tensor, nn
 from .graph import input_node, node_attrs, ordered_inputs, output_node, topological_order, validate
 from .ops import BatchNorm, Shape, get_op
 
-__all__ = ["Network", "build_network", "param_shapes", "buffer_shapes", "count_params"]
+__all__ = ["Network", "build_network", "param_shapes", "buffer_shapes", "count_params",
+           "count_macs"]
 
 PREFIX = "nodes"  # parameter names are "nodes.<node>.<param>"
 
@@ -69,6 +70,14 @@ def buffer_shapes(graph: nx.DiGraph) -> dict[str, Shape]:
 def count_params(graph: nx.DiGraph) -> int:
     """Number of learnable scalars in the network ``graph`` describes."""
     return sum(math.prod(s) for s in param_shapes(graph).values())
+
+
+def count_macs(graph: nx.DiGraph) -> int:
+    """Multiply-accumulates of one forward pass on one sample (convolutions, linear layers and
+    attention; the elementwise work of norms, activations and pooling is not counted)."""
+    shapes = validate(graph)
+    return sum(op.macs(attrs, ins, shapes[node]) for node, op, attrs, ins in _node_specs(graph)
+               if node != input_node(graph))
 
 
 class Network(nn.Module):

@@ -274,6 +274,26 @@ def test_dw_conv_matches_grouped_conv2d():
     assert torch.allclose(op(x), ref(x), atol=1e-5)
 
 
+@pytest.mark.parametrize("attrs, torch_kw", [
+    ({"kernel_size": 3, "stride": 1, "padding": 1, "count_include_pad": False},
+     {"stride": 1, "padding": 1, "count_include_pad": False}),
+    ({"kernel_size": 3, "stride": 1, "padding": 1}, {"stride": 1, "padding": 1}),
+    ({"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False},
+     {"stride": 2, "padding": 1, "count_include_pad": False}),
+    ({"kernel_size": 2}, {}),
+])
+def test_avg_pool_matches_avg_pool2d_values_and_gradients(attrs, torch_kw):
+    op = make_op("avg_pool", (3, 7, 7), **attrs)
+    x = rand(2, 3, 7, 7).requires_grad_()
+    ref = torch.nn.functional.avg_pool2d(x, attrs["kernel_size"], **torch_kw)
+    out = op(x)
+    assert out.shape == ref.shape
+    assert torch.allclose(out, ref, atol=1e-6)
+    g = torch.randn_like(ref)
+    assert torch.allclose(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(ref, x, g)[0],
+                          atol=1e-6)
+
+
 @pytest.mark.parametrize("in_shape", [(5,), (3, 5)])
 def test_linear_matches_nn_linear(in_shape):
     op = make_op("linear", in_shape, out_features=7)
@@ -394,3 +414,37 @@ def test_default_init_matches_torch_layers():
     assert conv.weight.std() > bound / 4
     bn = get_op("batch_norm")(resolve_attrs("b", "batch_norm", {}), [(4, 2, 2)])
     assert torch.equal(bn.weight, torch.ones(4)) and torch.equal(bn.running_var, torch.ones(4))
+
+
+def _macs_by_hooks(graph: nx.DiGraph) -> int:
+    """MACs measured on a real forward pass: conv and linear modules via forward hooks."""
+    net, total = Network(graph), []
+
+    def hook(mod, inputs, out):
+        if getattr(mod, "weight", None) is not None and mod.weight.dim() >= 2:
+            per_position = mod.weight.numel()
+            positions = out[0].shape[1:].numel() if mod.weight.dim() == 4 else out[0].shape[:-1].numel()
+            total.append(per_position * positions)
+
+    for mod in net.nodes.values():
+        mod.register_forward_hook(hook)
+    net.eval()(torch.randn(1, *graph.graph["input_shape"]))
+    return sum(total)
+
+
+@pytest.mark.parametrize("space, settings", [("nb201", {"N": 1}), ("macro", {}), ("mlp", {})])
+def test_count_macs_matches_the_shapes_a_forward_pass_produces(space, settings):
+    from hypernas.network import count_macs
+    from hypernas.space import load_space
+
+    for cand in load_space(space, **settings).sample_many(3, seed=1):
+        assert count_macs(cand.graph) == _macs_by_hooks(cand.graph) > 0
+
+
+def test_count_macs_of_a_known_conv():
+    from hypernas.network import count_macs
+
+    b = GraphBuilder((3, 8, 8), num_outputs=5)
+    c = b.add("conv", b.input, out_channels=4, kernel_size=3)   # 'same' padding: 8x8 out
+    b.output(b.add("linear", b.add("global_avg_pool", c), out_features=5))
+    assert count_macs(b.build()) == 4 * 3 * 9 * 64 + 5 * 4

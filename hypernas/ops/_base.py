@@ -86,6 +86,17 @@ class Op(nn.Module):
         """Non-learnable state (e.g. batch-norm running statistics), by buffer name."""
         return {}
 
+    @classmethod
+    def macs(cls, attrs: Mapping[str, Any], in_shapes: Sequence[Shape], out_shape: Shape) -> int:
+        """Multiply-accumulates per sample. Default: every element of the ``weight`` parameter
+        is used once per output position: H*W of a ``(C, H, W)`` output for a convolution
+        weight ``(C_out, C_in/groups, k, k)``, every leading index for a linear ``(out, in)``."""
+        weight = cls.param_shapes(attrs, in_shapes).get("weight")
+        if weight is None or len(weight) < 2:  # none, or a norm layer's elementwise scale
+            return 0
+        positions = math.prod(out_shape[:-1]) if len(weight) == 2 else math.prod(out_shape[1:])
+        return math.prod(weight) * positions
+
     def reset_parameters(self) -> None:
         """Initialise parameters as a freshly built PyTorch layer would."""
 

@@ -157,12 +157,60 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_rank(args: argparse.Namespace) -> int:
-    from rich.progress import Progress
+JSON_FIELDS = ("rank", "line", "encoding", "id", "score", "spread", "params", "macs")
+
+
+def _json_row(row: dict[str, Any], extra: dict[str, dict[str, float]] | None = None) -> str:
+    fields = {k: row.get(k) for k in JSON_FIELDS if k in row}
+    if extra:
+        fields["proxies"] = {p: extra[p].get(row["id"]) for p in extra}
+    return json.dumps(fields)
+
+
+def _rank_live(console: Console, title: str, total: int, top: int = 10):
+    """A live display (progress, rate, ETA and the current top-k) fed with ranking rows."""
+    from rich.console import Group
+    from rich.live import Live
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
 
     from .console import ranking_table
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]} cand/s"), TimeElapsedColumn(),
+                        TextColumn("ETA"), TimeRemainingColumn(), console=console)
+    live = Live(progress, console=console, transient=True, refresh_per_second=4)
+
+    class Feed:
+        def __init__(self) -> None:
+            self.rows: dict[str, dict[str, Any]] = {}
+            self.task = progress.add_task(title, total=total, rate="-")
+
+        def start(self, label: str, done: dict[str, dict[str, Any]]) -> None:
+            progress.update(self.task, description=f"{title} [{label}]", completed=len(done),
+                            total=total)
+            progress.reset(self.task, completed=len(done), total=total)
+            self.rows = dict(done)
+            self.draw(label)
+
+        def add(self, label: str, rows: list[dict[str, Any]]) -> None:
+            self.rows.update((r["id"], r) for r in rows)
+            progress.advance(self.task, len(rows))
+            speed = progress.tasks[0].speed
+            progress.update(self.task, rate=f"{speed:.1f}" if speed else "-")
+            self.draw(label)
+
+        def draw(self, label: str) -> None:
+            best = sorted(self.rows.values(), key=lambda r: -r["score"])[:top]
+            live.update(Group(progress, ranking_table(best, title=f"current top {top} by {label}")))
+
+    return live, Feed()
+
+
+def cmd_rank(args: argparse.Namespace) -> int:
+    from .console import ranking_table
     from .runs import Run
-    from .workflow import load_run, rank_run, read_archs
+    from .workflow import load_run, rank_run, ranking_rows, read_archs
 
     loaded = load_run(Run(args.run))
     err = _console(stderr=True)
@@ -180,12 +228,19 @@ def cmd_rank(args: argparse.Namespace) -> int:
         cands = loaded.space.sample_many(args.n, seed=args.seed)
     scorers = [args.scorer] + [p for p in (args.proxies.split(",") if args.proxies else [])
                                if p and p != args.scorer]
+    labels = {s: s for s in scorers}
+    if args.ranking:
+        labels[args.scorer] = args.ranking
+    unique = {c.id for c in cands}
     rankings = {}
-    with Progress(console=err, transient=True) as progress:
+    live, feed = _rank_live(err, f"ranking {len(unique)} candidates", len(unique), top=10)
+    with live:
         for scorer in scorers:
-            task = progress.add_task(f"scoring with {scorer}", total=len(cands))
-            rankings[scorer] = rank_run(loaded, cands, scorer,
-                                        on_rows=lambda rows, t=task: progress.advance(t, len(rows)))
+            label = labels[scorer]
+            feed.start(label, {i: r for i, r in ranking_rows(loaded.run, label).items()
+                               if i in unique})
+            rankings[scorer] = rank_run(loaded, cands, scorer, label=label,
+                                        on_rows=lambda rows, l=label: feed.add(l, rows))
     main = rankings[args.scorer]
     if args.archs:
         rows = [{**main[l.candidate.id], "line": l.line, "encoding": l.text}
@@ -193,17 +248,68 @@ def cmd_rank(args: argparse.Namespace) -> int:
     else:
         rows = [main[c.id] for c in cands]
     rows.sort(key=lambda r: -r["score"])
+    order = {r["id"]: None for r in rows}
+    rank_of = {i: k for k, i in enumerate(order, start=1)}
+    rows = [{**r, "rank": rank_of[r["id"]]} for r in rows]
     extra = {p: {i: r["score"] for i, r in rankings[p].items()} for p in scorers[1:]}
+    shown = rows[:args.top] if args.top else rows
     if args.json:
-        for row in rows[:args.top] if args.top else rows:
-            fields = {k: row.get(k) for k in ("line", "encoding", "id", "score", "spread", "params")
-                      if k in row}
-            if extra:
-                fields["proxies"] = {p: extra[p].get(row["id"]) for p in extra}
-            sys.stdout.write(json.dumps(fields) + "\n")
+        for row in shown:
+            sys.stdout.write(_json_row(row, extra) + "\n")
         return 0
-    _console().print(ranking_table(rows[:args.top] if args.top else rows, extra,
-                                   title=f"{args.run}: {len(rows)} candidates by {args.scorer}"))
+    _console().print(ranking_table(shown, extra, title=f"{args.run}: {len(rows)} candidates by "
+                                                       f"{labels[args.scorer]}"))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .console import arch_tree, ranking_table, scores_table
+    from .network import count_macs, count_params
+    from .report import (default_label, find_candidate, ranked_rows, run_space, scores_of,
+                         select_rows)
+    from .runs import Run
+
+    run = Run(args.run)
+    if args.arch:
+        cand_id, encoding = find_candidate(run, args.arch)
+        cand = run_space(run).replay(encoding)
+        scores = scores_of(run, cand_id)
+        if args.json:
+            sys.stdout.write(json.dumps({"id": cand_id, "encoding": encoding,
+                                         "params": count_params(cand.graph),
+                                         "macs": count_macs(cand.graph), "scores": scores}) + "\n")
+            return 0
+        console = _console()
+        console.print(arch_tree(cand))
+        console.print(scores_table(scores))
+        return 0
+    rows = ranked_rows(run, args.ranking)
+    picked = select_rows(rows, sort=args.sort, descending=args.desc, top=args.top,
+                         max_params=args.max_params, min_params=args.min_params,
+                         max_macs=args.max_macs)
+    if args.json:
+        for row in picked:
+            sys.stdout.write(_json_row(row) + "\n")
+        return 0
+    label = args.ranking or default_label(run)
+    _console().print(ranking_table(picked, title=f"{args.run}: {len(picked)} of {len(rows)} "
+                                                 f"candidates ({label}), by {args.sort}"))
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .console import runs_table
+    from .report import list_runs
+
+    summaries = list_runs(args.root)
+    if args.json:
+        for s in summaries:
+            sys.stdout.write(json.dumps(s) + "\n")
+        return 0
+    if not summaries:
+        _console().print("no runs yet; start one: hypernas train nb201 --run NAME")
+        return 0
+    _console().print(runs_table(summaries))
     return 0
 
 
@@ -281,11 +387,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hypernet | params | synflow | naswot | jacob_cov | snip | grad_norm")
     p.add_argument("--proxies", default="", metavar="A,B",
                    help="proxies to compute and show side by side, e.g. params,naswot")
+    p.add_argument("--ranking", metavar="LABEL",
+                   help="name of the ranking to write (default: the scorer's name)")
     p.add_argument("--top", type=int, help="show only the best N")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: small ops run steadier single-threaded)")
     p.set_defaults(func=cmd_rank)
+
+    p = sub.add_parser("show", help="show a run's ranking, or one architecture with its scores",
+                       description="Print a run's ranked candidates (filter, sort, --json), or "
+                                   "with --arch ID one candidate drawn as a tree with its score "
+                                   "under every ranking of the run.")
+    p.add_argument("run", help="run name (runs/RUN/)")
+    p.add_argument("--ranking", metavar="LABEL",
+                   help="which ranking (default: hypernet, else the run's first)")
+    p.add_argument("--arch", metavar="ID", help="one candidate by canonical id (or a prefix)")
+    p.add_argument("--top", type=int, help="show the first N rows (after filters and sorting)")
+    p.add_argument("--sort", default="rank",
+                   help="rank | score | spread | params | macs | id | encoding (default rank)")
+    p.add_argument("--desc", action="store_true", help="sort descending")
+    p.add_argument("--max-params", type=int, metavar="N", help="only candidates with <= N params")
+    p.add_argument("--min-params", type=int, metavar="N", help="only candidates with >= N params")
+    p.add_argument("--max-macs", type=int, metavar="N", help="only candidates with <= N MACs")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("runs", help="list runs with their stage, size and best score",
+                       description="List the runs under runs/ (or $HYPERNAS_RUNS).")
+    p.add_argument("--root", help="runs folder (default $HYPERNAS_RUNS or runs/)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("datasets", help="list datasets and whether they are installed",
                        description="List the datasets hypernas reads, and how to install them.")

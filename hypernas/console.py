@@ -17,7 +17,15 @@ from .graph import node_attrs, ordered_inputs, topological_order, validate
 from .network import param_shapes
 from .space import Candidate, SearchSpace
 
-__all__ = ["spaces_table", "candidates_table", "arch_tree", "format_count"]
+__all__ = ["spaces_table", "candidates_table", "arch_tree", "ranking_table", "runs_table",
+           "scores_table", "format_count", "format_bytes", "format_score"]
+
+
+def format_score(score: float, spread: float = 0.0) -> str:
+    """``-0.3121 ± 0.0042``; large proxy values in 4 significant digits."""
+    if abs(score) >= 1000:
+        return f"{score:.4g} ± {spread:.2g}"
+    return f"{score:.4f} ± {spread:.4f}"
 
 
 def format_count(n: int | None) -> str:
@@ -128,19 +136,55 @@ def arch_tree(cand: Candidate, extra: dict[str, Any] | None = None) -> Tree:
 
 def ranking_table(rows: list[dict[str, Any]], extra: dict[str, dict[str, float]] | None = None,
                   title: str = "") -> Table:
-    """Ranked candidates: rank, id, score +- spread, params, other scorers, encoding."""
+    """Ranked candidates: rank, id, score +- spread, params, MACs, other scorers, encoding.
+    A row's ``rank`` is shown where it has one, else its position."""
     extra = extra or {}
     table = Table(title=title or None)
     table.add_column("rank", justify="right")
     if rows and "line" in rows[0]:
         table.add_column("line", justify="right")
-    for col in ("id", "score", "params", *extra, "encoding"):
-        table.add_column(col, justify="left" if col in ("id", "encoding") else "right",
-                         overflow="fold")
+    for col in ("id", "score ± spread", "params", "MACs", *extra):
+        table.add_column(col, justify="left" if col == "id" else "right", no_wrap=True)
+    table.add_column("encoding", overflow="fold", ratio=1)
     for i, row in enumerate(rows, start=1):
-        cells = [str(i)] + ([str(row["line"])] if "line" in row else [])
-        cells += [row["id"], f"{row['score']:.4f} ± {row.get('spread', 0.0):.4f}",
-                  format_count(row.get("params"))]
+        cells = [str(row.get("rank", i))] + ([str(row["line"])] if "line" in row else [])
+        cells += [row["id"], format_score(row["score"], row.get("spread", 0.0)),
+                  format_count(row.get("params")), format_count(row.get("macs"))]
         cells += [f"{extra[p].get(row['id'], float('nan')):.4g}" for p in extra]
         table.add_row(*cells, row["encoding"])
+    return table
+
+
+def format_bytes(n: int) -> str:
+    """``1.2 MB`` style sizes."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def runs_table(summaries: Iterable[dict[str, Any]]) -> Table:
+    """One row per run: name, space, data, hypernet, stage, size, candidates ranked, best."""
+    table = Table(title="runs")
+    for col in ("run", "space", "data", "hypernet", "stage", "size", "ranked", "best (score ± spread)"):
+        table.add_column(col, justify="right" if col in ("size", "ranked") else "left")
+    for s in summaries:
+        best = s.get("best")
+        shown = (f"{best['id']} {format_score(best['score'], best['spread'])} ({best['label']})"
+                 if best else "-")
+        stage = s["stage"] + (f", step {s['step']}" if s.get("step") is not None else "")
+        table.add_row(s["run"], str(s.get("space") or "?"), str(s.get("data") or "?"),
+                      str(s.get("backbone") or "?"), stage, format_bytes(s.get("size_bytes", 0)),
+                      format_count(s.get("ranked", 0)), shown)
+    return table
+
+
+def scores_table(scores: dict[str, dict[str, Any]]) -> Table:
+    """One candidate's score under every ranking of its run."""
+    table = Table(title="scores")
+    for col in ("ranking", "score ± spread", "rank"):
+        table.add_column(col, justify="left" if col == "ranking" else "right")
+    for label, s in scores.items():
+        table.add_row(label, format_score(s["score"], s["spread"]), f"{s['rank']} of {s['of']}")
     return table

@@ -5,6 +5,8 @@
         checkpoints/last.safetensors hypernetwork weights + optimiser state, step in metadata
         train_log.jsonl              one line per logged training step
         rankings/<label>.jsonl       scored candidates, one JSON object per line
+        study.db                     the Optuna refinement study
+        exports/                     exported models
 
 Readers tolerate a truncated last line (a kill mid-write); writers append and flush.
 
@@ -25,7 +27,7 @@ from typing import Any, Iterator
 
 from .errors import HypernasError
 
-__all__ = ["Run", "RunError", "DEFAULT_ROOT", "read_jsonl", "append_jsonl"]
+__all__ = ["Run", "RunError", "DEFAULT_ROOT", "runs_root", "read_jsonl", "append_jsonl"]
 
 DEFAULT_ROOT = Path("runs")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -43,7 +45,7 @@ class Run:
             raise RunError(f"run name {name!r} is not allowed: use letters, digits, '_', '-' and "
                            "'.', starting with a letter or digit (no paths)")
         self.name = name
-        self.root = Path(root if root is not None else os.environ.get("HYPERNAS_RUNS", DEFAULT_ROOT))
+        self.root = runs_root(root)
         self.path = self.root / name
 
     @property
@@ -58,10 +60,22 @@ class Run:
     def train_log_path(self) -> Path:
         return self.path / "train_log.jsonl"
 
+    @property
+    def rankings_dir(self) -> Path:
+        return self.path / "rankings"
+
     def ranking_path(self, label: str) -> Path:
-        if not _NAME.match(label):
+        if not _NAME.match(label or "") or ".." in label:
             raise RunError(f"ranking label {label!r} is not allowed: letters, digits, '_-.' only")
-        return self.path / "rankings" / f"{label}.jsonl"
+        return self.rankings_dir / f"{label}.jsonl"
+
+    @property
+    def study_path(self) -> Path:
+        return self.path / "study.db"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.path / "exports"
 
     def exists(self) -> bool:
         return self.config_path.exists()
@@ -91,6 +105,11 @@ class Run:
         except json.JSONDecodeError as err:
             raise RunError(f"{self.config_path} is not valid JSON ({err}); restore it or start "
                            "a new run") from None
+
+
+def runs_root(root: str | Path | None = None) -> Path:
+    """Where runs live: ``root`` if given, else ``$HYPERNAS_RUNS``, else ``runs/``."""
+    return Path(root if root is not None else os.environ.get("HYPERNAS_RUNS", DEFAULT_ROOT))
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -22,7 +22,7 @@ from .data import Split
 from .errors import HypernasError
 from .hypernet.model import GraphHyperNetwork
 from .hypernet.trainer import meta_network, predicted_logits
-from .network import count_params
+from .network import count_macs, count_params
 from .proxies import list_proxies, score_proxy
 from .space import Candidate
 
@@ -86,7 +86,8 @@ def _row(cand: Candidate, losses: list[float], accs: list[float]) -> dict[str, A
     return {"encoding": cand.encoding, "id": cand.id, "score": -mean, "spread": spread,
             "loss": mean, "acc": statistics.fmean(accs),
             "acc_spread": statistics.pstdev(accs) if len(accs) > 1 else 0.0,
-            "params": count_params(cand.graph), "losses": losses, "accs": accs}
+            "params": count_params(cand.graph), "macs": count_macs(cand.graph),
+            "losses": losses, "accs": accs}
 
 
 def score_proxies(names: Sequence[str], cands: Sequence[Candidate], x: Tensor, y: Tensor,
@@ -97,7 +98,8 @@ def score_proxies(names: Sequence[str], cands: Sequence[Candidate], x: Tensor, y
         raise HypernasError(f"unknown scorer(s) {unknown}; known: {', '.join(list_scorers())}")
     rows = []
     for cand in cands:
-        row = {"encoding": cand.encoding, "id": cand.id, "params": count_params(cand.graph)}
+        row = {"encoding": cand.encoding, "id": cand.id, "params": count_params(cand.graph),
+               "macs": count_macs(cand.graph)}
         for name in names:
             row[name] = score_proxy(name, cand.graph, x, y, seed=seed)
         rows.append(row)

@@ -11,7 +11,7 @@ import pytest
 import hypernas as hn
 from hypernas.cli import build_parser, main
 
-COMMANDS = ["spaces", "sample", "show-arch", "datasets", "train", "rank"]
+COMMANDS = ["spaces", "sample", "show-arch", "datasets", "train", "rank", "show", "runs"]
 
 
 def run(*argv: str) -> subprocess.CompletedProcess:

@@ -98,3 +98,75 @@ def test_corrupt_checkpoint_is_reported_and_kept(runs, capsys):
 def test_bad_input(runs, argv, words, capsys):
     assert main(argv) == 2
     assert words in capsys.readouterr().err
+
+
+def test_rankings_side_by_side_and_show(runs, capsys):
+    assert main(["rank", "t", "--n", "8", "--proxies", "params", "--json"]) == 0
+    ranked = _json_lines(capsys)
+    assert [r["rank"] for r in ranked] == list(range(1, 9))
+    assert main(["rank", "t", "--n", "3", "--seed", "5", "--ranking", "pool2", "--json"]) == 0
+    capsys.readouterr()
+    run = Run("t", root=runs)
+    assert {p.stem for p in run.rankings_dir.glob("*.jsonl")} == {"hypernet", "params", "pool2"}
+
+    assert main(["show", "t", "--json"]) == 0                       # default: the hypernet ranking
+    shown = _json_lines(capsys)
+    assert [(r["id"], r["rank"]) for r in shown] == [(r["id"], r["rank"]) for r in ranked]
+    assert set(shown[0]) == set(ranked[0]) - {"proxies"} and shown[0]["macs"] > 0
+
+    assert main(["show", "t", "--ranking", "pool2", "--json"]) == 0
+    assert len(_json_lines(capsys)) == 3
+    assert main(["show", "t", "--sort", "colour"]) == 2
+    assert "cannot sort by 'colour'; use one of rank" in capsys.readouterr().err
+
+    cap = sorted(r["params"] for r in ranked)[3]
+    assert main(["show", "t", "--max-params", str(cap), "--sort", "params", "--desc", "--top", "3",
+                 "--json"]) == 0
+    small = _json_lines(capsys)
+    assert [r["params"] for r in small] == sorted((r["params"] for r in ranked if r["params"] <= cap),
+                                                  reverse=True)[:3]
+
+    best = ranked[0]
+    assert main(["show", "t", "--arch", best["id"][:6], "--json"]) == 0
+    arch = _json_lines(capsys)[0]
+    assert arch["id"] == best["id"] and arch["params"] == best["params"]
+    assert arch["scores"]["hypernet"]["rank"] == 1 and arch["scores"]["params"]["of"] == 8
+    assert main(["show", "t", "--arch", best["id"]]) == 0
+    out = capsys.readouterr().out
+    assert best["id"] in out and "params" in out and "hypernet" in out
+    assert "\x1b[" not in out                                        # piped: no control codes
+
+
+def test_runs_lists_stage_size_and_best(runs, capsys):
+    assert main(["runs", "--json"]) == 0
+    (before,) = _json_lines(capsys)
+    assert before["run"] == "t" and before["stage"] == "trained" and before["step"] == 3
+    assert before["best"] is None and before["size_bytes"] > 0
+    assert main(["rank", "t", "--n", "5", "--json"]) == 0
+    top = _json_lines(capsys)[0]
+    assert main(["runs", "--json"]) == 0
+    (after,) = _json_lines(capsys)
+    assert after["stage"] == "ranked" and after["ranked"] == 5
+    assert after["best"]["id"] == top["id"] and after["best"]["score"] == top["score"]
+    assert main(["runs"]) == 0
+    assert "ranked" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["show", "nope"], "not found"),
+    (["show", "t"], "no ranking yet"),
+    (["show", "../t"], "not allowed"),
+    (["show", "t", "--ranking", "naswot"], "no ranking 'naswot'"),
+    (["show", "t", "--arch", "ffff"], "no candidate with id"),
+])
+def test_show_bad_input(runs, argv, words, capsys):
+    assert main(argv) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_show_refuses_an_empty_ranking(runs, capsys):
+    path = Run("t", root=runs).ranking_path("hypernet")
+    path.parent.mkdir(parents=True)
+    path.write_text('{"id": "abc", "sco')                           # a torn first line only
+    assert main(["show", "t"]) == 2
+    assert "is empty" in capsys.readouterr().err

@@ -111,22 +111,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=30.0, help="training minutes")
     parser.add_argument("--backbone", default="gated_gnn")
     parser.add_argument("--samples", type=int, default=4, help="ensemble heads")
+    parser.add_argument("--large-draws", type=int, default=HyperTrainConfig.large_draws,
+                        help="half of each meta-batch: the largest of this many draws")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--cells", type=int, default=1000, help="random connected cells")
     parser.add_argument("--seed", type=int, default=0, help="which random cells")
     parser.add_argument("--proxies", default=",".join(list_proxies()))
+    parser.add_argument("--no-hypernet", action="store_true",
+                        help="proxies only (no training); run beside a hypernet invocation of the "
+                             "same --run to score in parallel, the rankings resume")
     parser.add_argument("--runs-root", default="runs")
     parser.add_argument("--out", type=Path, default=None, help="JSON report path")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
 
     cfg = RunConfig(space="nb201", space_settings=SKELETON, data=DataConfig("fashion-mnist"),
                     resolution=16,
                     hypernet=HyperNetConfig(backbone=args.backbone, samples=args.samples),
-                    train=HyperTrainConfig(budget_minutes=args.budget))
+                    train=HyperTrainConfig(budget_minutes=args.budget,
+                                           large_draws=args.large_draws))
     run = Run(args.run, root=args.runs_root)
     loaded = start_run(run, cfg)
     t0 = time.perf_counter()
-    summary = train_run(loaded)
+    summary = {} if args.no_hypernet else train_run(loaded)
     train_s = time.perf_counter() - t0
     space = loaded.space
     truth = fmnist_truth()
@@ -135,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"command": " ".join(["python", *sys.argv]), "run": args.run,
                     "train": {**summary, "wall_s_this_call": train_s}, "cells": len(codes),
                     "truth_cells": len(truth), "scorers": {}}
-    for scorer in ["hypernet", *filter(None, args.proxies.split(","))]:
+    scorers = [] if args.no_hypernet else ["hypernet"]
+    for scorer in [*scorers, *filter(None, args.proxies.split(","))]:
         t0 = time.perf_counter()
         by_id = rank_run(loaded, list(cands.values()), scorer)
         wall = time.perf_counter() - t0
@@ -150,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             entry["uncertainty_fmnist"] = spread_vs_error(rows, truth)
             entry["uncertainty_cifar10"] = spread_vs_error(rows, nb201_labels()["cifar10"])
         report["scorers"][scorer] = entry
+    if args.no_hypernet:
+        return 0
     hnet, _, _ = load_checkpoint(run.checkpoint_path)
     served = sum(hn.count_params(c.graph) for c in cands.values())
     report["param_efficiency"] = {"hypernet_params": hnet.num_parameters(),

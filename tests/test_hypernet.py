@@ -11,6 +11,7 @@ import functools
 import json
 import math
 import random
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from hypernas.hypernet import (CensusError, GraphHyperNetwork, HyperNetConfig, P
 from hypernas.hypernet.features import MAX_DISTANCE, NUM_FEATURES
 from hypernas.hypernet.trainer import (CheckpointError, HyperTrainConfig, HyperTrainer,
                                        load_checkpoint, meta_network, save_checkpoint)
-from hypernas.network import param_shapes
+from hypernas.network import count_params, param_shapes
 from hypernas.space import SearchSpace, load_space
 
 SPACES: dict[str, dict[str, Any]] = {  # each space shrunk to a few channels
@@ -434,3 +435,19 @@ def test_meta_networks_are_not_confused_by_equal_ids() -> None:
     for cand in (a, b, a):
         net = meta_network(cand.graph, cand.id)
         assert {k: tuple(p.shape) for k, p in net.named_parameters()} == param_shapes(cand.graph)
+
+
+def test_large_draws_give_half_the_meta_batch_to_the_largest_of_several(digits) -> None:
+    space, train = digits
+    hnet = GraphHyperNetwork(HyperNetConfig.for_space(space, census_samples=8, dim=16))
+    sizes = {}
+    for draws in (1, 4):
+        trainer = HyperTrainer(hnet, space, train, HyperTrainConfig(steps=1, large_draws=draws))
+        rng = random.Random(0)
+        sizes[draws] = [count_params(trainer._draw(rng, draws).graph) for _ in range(40)]
+        # the draw is the largest of `draws` fresh samples from the same stream
+        rng, again = random.Random(1), random.Random(1)
+        picked = trainer._draw(rng, draws)
+        pool = [space.sample(again) for _ in range(draws)]
+        assert count_params(picked.graph) == max(count_params(c.graph) for c in pool)
+    assert statistics.fmean(sizes[4]) > statistics.fmean(sizes[1])

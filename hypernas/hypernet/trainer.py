@@ -33,8 +33,8 @@ from torch import Tensor
 from ..data import Split
 from ..errors import HypernasError
 from ..graph import fingerprint
-from ..network import Network
-from ..space import SearchSpace
+from ..network import Network, count_params
+from ..space import Candidate, SearchSpace
 from .model import GraphHyperNetwork, HyperNetConfig
 
 __all__ = ["HyperTrainConfig", "HyperTrainer", "CheckpointError", "save_checkpoint",
@@ -52,6 +52,7 @@ class HyperTrainConfig:
     steps: int | None = None  # optimisation steps; None = train for budget_minutes
     budget_minutes: float = 20.0  # wall-clock budget when steps is None
     meta_batch: int = 8  # architectures per step (all see the same images)
+    large_draws: int = 1  # half of each meta-batch is the largest of this many draws (1: uniform)
     batch_size: int = 64  # images per step
     lr: float = 2e-3  # AdamW peak learning rate, cosine-annealed over the steps/budget
     weight_decay: float = 1e-5  # AdamW decoupled weight decay
@@ -203,7 +204,8 @@ class HyperTrainer:
         """One meta-batch step; returns (loss, accuracy), loss None when it was not finite."""
         for group in self.opt.param_groups:
             group["lr"] = self.cfg.lr * 0.5 * (1 + math.cos(math.pi * self.progress()))
-        cands = [self.space.sample(rng) for _ in range(self.cfg.meta_batch)]
+        cands = [self._draw(rng, self.cfg.large_draws if i % 2 else 1)
+                 for i in range(self.cfg.meta_batch)]
         heads = [rng.randrange(self.hnet.config.samples) for _ in cands]
         idx = torch.tensor([rng.randrange(len(self.train)) for _ in range(self.cfg.batch_size)])
         x, y = self.train.x[idx].to(device), self.train.y[idx].to(device)
@@ -224,6 +226,12 @@ class HyperTrainer:
             return None, 0.0
         self.opt.step()
         return loss.item(), correct / (len(cands) * len(y))
+
+    def _draw(self, rng: random.Random, draws: int) -> Candidate:
+        """The candidate with the most parameters among ``draws`` random ones: large networks
+        have the most weights to predict and get a larger share of training this way."""
+        cands = [self.space.sample(rng) for _ in range(draws)]
+        return max(cands, key=lambda c: count_params(c.graph)) if draws > 1 else cands[0]
 
     def save(self) -> None:
         assert self.checkpoint is not None

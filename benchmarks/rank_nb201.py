@@ -87,10 +87,28 @@ def metrics(scores: dict[str, float], truth: dict[str, float]) -> dict[str, floa
     k = max(1, len(codes) // 10)
     top_s = set(sorted(codes, key=lambda c: -scores[c])[:k])
     top_t = set(sorted(codes, key=lambda c: -truth[c])[:k])
-    pick = max(codes, key=lambda c: scores[c])
+    order = sorted(codes, key=lambda c: -scores[c])
     return {"n": len(codes), "spearman": spearmanr(s, t).statistic,
             "kendall": kendalltau(s, t).statistic, "top10_overlap": len(top_s & top_t) / k,
-            "top_pick": pick, "top_pick_acc": truth[pick], "best_acc": max(t)}
+            "top_pick": order[0], "top_pick_acc": truth[order[0]],
+            "top5_mean_acc": statistics.fmean(truth[c] for c in order[:5]), "best_acc": max(t)}
+
+
+def seed_agreement() -> dict[str, float]:
+    """How well the truth agrees with itself: Kendall between the two seeds of reseeded cells."""
+    seeds: dict[int, dict[str, float]] = {0: {}, 1: {}}
+    if TRUTH.exists():
+        for line in TRUTH.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            seeds.setdefault(row["seed"], {})[row["code"]] = row["test_acc"]
+    both = sorted(set(seeds[0]) & set(seeds[1]))
+    if len(both) < 3:
+        return {"n": len(both)}
+    return {"n": len(both), "kendall": kendalltau([seeds[0][c] for c in both],
+                                                 [seeds[1][c] for c in both]).statistic}
 
 
 def spread_vs_error(rows: dict[str, dict], truth: dict[str, float]) -> dict[str, float]:
@@ -141,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     cands = {c: space.replay(c) for c in codes}
     report: dict = {"command": " ".join(["python", *sys.argv]), "run": args.run,
                     "train": {**summary, "wall_s_this_call": train_s}, "cells": len(codes),
-                    "truth_cells": len(truth), "scorers": {}}
+                    "truth_cells": len(truth), "truth_seed_agreement": seed_agreement(),
+                    "scorers": {}}
     scorers = [] if args.no_hypernet else ["hypernet"]
     for scorer in [*scorers, *filter(None, args.proxies.split(","))]:
         t0 = time.perf_counter()

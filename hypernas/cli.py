@@ -7,6 +7,8 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import sys
 from typing import Any, Callable, Sequence
@@ -123,9 +125,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.budget is not None and args.steps is not None:
         raise HypernasError("give --budget MINUTES or --steps N, not both")
-    train = HyperTrainConfig(steps=args.steps, budget_minutes=args.budget or 20.0,
-                             meta_batch=args.meta_batch, batch_size=args.batch_size, lr=args.lr,
-                             seed=args.seed)
+    train = HyperTrainConfig(steps=args.steps, budget_minutes=args.budget or 30.0,
+                             meta_batch=args.meta_batch, large_draws=args.large_draws,
+                             batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     cfg = RunConfig(space=args.space, space_settings=dict(_parse_setting(s) for s in args.set or []),
                     data=DataConfig(name=args.data, seed=args.seed), resolution=args.resolution,
                     hypernet=HyperNetConfig(backbone=args.backbone, dim=args.dim,
@@ -232,15 +234,26 @@ def cmd_rank(args: argparse.Namespace) -> int:
     if args.ranking:
         labels[args.scorer] = args.ranking
     unique = {c.id for c in cands}
+    if args.address and not args.workers:
+        raise HypernasError("--address needs --workers K (the number of scoring actors)")
+    if args.workers is not None and args.workers < 1:
+        raise HypernasError(f"--workers must be at least 1, got {args.workers}")
+    session: Any = contextlib.nullcontext()
+    rank: Callable[..., dict[str, dict[str, Any]]] = rank_run
+    if args.workers:
+        from .distributed import rank_on_ray, ray_session
+
+        session = ray_session(args.address, args.workers)  # one Ray start for every scorer
+        rank = functools.partial(rank_on_ray, workers=args.workers, address=args.address)
     rankings = {}
     live, feed = _rank_live(err, f"ranking {len(unique)} candidates", len(unique), top=10)
-    with live:
+    with session, live:
         for scorer in scorers:
             label = labels[scorer]
             feed.start(label, {i: r for i, r in ranking_rows(loaded.run, label).items()
                                if i in unique})
-            rankings[scorer] = rank_run(loaded, cands, scorer, label=label,
-                                        on_rows=lambda rows, l=label: feed.add(l, rows))
+            rankings[scorer] = rank(loaded, cands, scorer, label=label,
+                                    on_rows=lambda rows, l=label: feed.add(l, rows))
     main = rankings[args.scorer]
     if args.archs:
         rows = [{**main[l.candidate.id], "line": l.line, "encoding": l.text}
@@ -360,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("space", help="search space name or path to a .py file")
     p.add_argument("--run", required=True, help="run name: everything goes to runs/RUN/")
     p.add_argument("--data", default="fashion-mnist", help="dataset (default fashion-mnist)")
-    p.add_argument("--budget", type=float, help="wall-clock minutes (default 20)")
+    p.add_argument("--budget", type=float, help="wall-clock minutes (default 30)")
     p.add_argument("--steps", type=int, help="optimisation steps instead of a time budget")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="space setting (repeatable)")
     p.add_argument("--resolution", type=int, help="resize square images to this side")
@@ -369,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dim", type=int, default=64, help="node embedding width (default 64)")
     p.add_argument("--samples", type=int, default=4, help="weight samples (ensemble heads) (4)")
     p.add_argument("--meta-batch", type=int, default=8, help="architectures per step (8)")
+    p.add_argument("--large-draws", type=int, default=3,
+                   help="half of each meta-batch is the largest of this many random draws, so "
+                        "large candidates get their share of training (3; 1 = uniform)")
     p.add_argument("--batch-size", type=int, default=64, help="images per step (64)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (2e-3)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
@@ -389,6 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="proxies to compute and show side by side, e.g. params,naswot")
     p.add_argument("--ranking", metavar="LABEL",
                    help="name of the ranking to write (default: the scorer's name)")
+    p.add_argument("--workers", type=int, metavar="K",
+                   help="score on Ray with K actors (a private local Ray unless --address)")
+    p.add_argument("--address", metavar="HOST:PORT",
+                   help="join a running Ray cluster (as `ray start --head` printed it); "
+                        "needs --workers")
     p.add_argument("--top", type=int, help="show only the best N")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--threads", type=int, default=1,

@@ -79,7 +79,8 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _materialise(cfg: RunConfig) -> tuple[SearchSpace, Dataset]:
+def materialise(cfg: RunConfig) -> tuple[SearchSpace, Dataset]:
+    """The search space and the (resized) dataset a run config names."""
     data = prepare_dataset(load_dataset_from_config(cfg.data), TrainConfig(resolution=cfg.resolution))
     settings = {"input_shape": data.input_shape, "num_classes": data.num_classes,
                 **cfg.space_settings}
@@ -97,10 +98,10 @@ def start_run(run: Run, cfg: RunConfig) -> LoadedRun:
             raise RunError(f"run {run.name!r} exists with a different setup (space, data, "
                            f"hypernet or scoring); pick a new --run name or delete {run.path}")
         cfg = dataclasses.replace(old, train=cfg.train)
-        space, data = _materialise(cfg)
+        space, data = materialise(cfg)
         run.write_config({**run.read_config(), "train": cfg.train.to_dict()})
         return LoadedRun(run, cfg, space, data)
-    space, data = _materialise(cfg)
+    space, data = materialise(cfg)
     made = HyperNetConfig.for_space(space, positional=cfg.hypernet.positional)
     cfg = dataclasses.replace(cfg, hypernet=dataclasses.replace(
         cfg.hypernet, space=space.name, census=made.census, slots=made.slots))
@@ -112,7 +113,7 @@ def start_run(run: Run, cfg: RunConfig) -> LoadedRun:
 def load_run(run: Run) -> LoadedRun:
     """Reopen an existing run."""
     cfg = RunConfig.from_dict(run.read_config())
-    space, data = _materialise(cfg)
+    space, data = materialise(cfg)
     return LoadedRun(run, cfg, space, data)
 
 
@@ -169,6 +170,41 @@ def ranking_rows(run: Run, label: str) -> dict[str, dict[str, Any]]:
     return rows
 
 
+def missing_candidates(cands: Sequence[Candidate], have: dict[str, Any]) -> list[Candidate]:
+    """Candidates whose canonical id is neither in ``have`` nor repeated earlier in ``cands``."""
+    todo, seen = [], set(have)
+    for cand in cands:
+        if cand.id not in seen:
+            seen.add(cand.id)
+            todo.append(cand)
+    return todo
+
+
+def make_scorer(scorer: str, cfg: RunConfig, data: Dataset,
+                hnet: GraphHyperNetwork | None = None, device: str | torch.device = "cpu",
+                chunk: int = 16) -> Callable[[Sequence[Candidate]], list[dict[str, Any]]]:
+    """A function from candidates to ranking rows (``score``, ``spread``, params, MACs ...) for
+    ``scorer``: ``hypernet`` (give ``hnet``) or a proxy, on the run's fixed evaluation images."""
+    if scorer == "hypernet":
+        if hnet is None:
+            raise HypernasError("the hypernet scorer needs a trained hypernetwork")
+        hnet = hnet.to(device)
+        batches = [(x.to(device), y.to(device)) for x, y in eval_batches(data.val, cfg.score)]
+
+        def score(part: Sequence[Candidate]) -> list[dict[str, Any]]:
+            return score_hypernet(hnet, part, batches, chunk)
+        return score
+    if scorer in list_proxies():
+        fixed = data.val.subset(cfg.score.proxy_batch, seed=cfg.score.seed)
+        x, y = fixed.x.to(device), fixed.y.to(device)
+
+        def score_proxy(part: Sequence[Candidate]) -> list[dict[str, Any]]:
+            rows = score_proxies([scorer], part, x, y, cfg.score.seed)
+            return [{**r, "score": r[scorer], "spread": 0.0} for r in rows]
+        return score_proxy
+    raise HypernasError(f"unknown scorer {scorer!r}; known: hypernet, {', '.join(list_proxies())}")
+
+
 def rank_run(lr: LoadedRun, cands: Sequence[Candidate], scorer: str = "hypernet",
              label: str | None = None, chunk: int = 16,
              on_rows: Callable[[list[dict[str, Any]]], None] | None = None) -> dict[str, dict]:
@@ -177,25 +213,11 @@ def rank_run(lr: LoadedRun, cands: Sequence[Candidate], scorer: str = "hypernet"
     label = label or scorer
     path = lr.run.ranking_path(label)
     have = ranking_rows(lr.run, label)
-    todo, seen = [], set(have)
-    for cand in cands:
-        if cand.id not in seen:
-            seen.add(cand.id)
-            todo.append(cand)
+    todo = missing_candidates(cands, have)
+    hnet = None
     if scorer == "hypernet":
         hnet, _, _ = load_checkpoint(lr.run.checkpoint_path, lr.config.hypernet)
-        batches = eval_batches(lr.data.val, lr.config.score)
-
-        def score(part: Sequence[Candidate]) -> list[dict[str, Any]]:
-            return score_hypernet(hnet, part, batches, chunk)
-    elif scorer in list_proxies():
-        fixed = lr.data.val.subset(lr.config.score.proxy_batch, seed=lr.config.score.seed)
-
-        def score(part: Sequence[Candidate]) -> list[dict[str, Any]]:
-            rows = score_proxies([scorer], part, fixed.x, fixed.y, lr.config.score.seed)
-            return [{**r, "score": r[scorer], "spread": 0.0} for r in rows]
-    else:
-        raise HypernasError(f"unknown scorer {scorer!r}; known: hypernet, {', '.join(list_proxies())}")
+    score = make_scorer(scorer, lr.config, lr.data, hnet, chunk=chunk)
     for start in range(0, len(todo), chunk):
         rows = [{**r, "scorer": scorer} for r in score(todo[start:start + chunk])]
         for row in rows:

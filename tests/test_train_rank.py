@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -170,3 +175,21 @@ def test_show_refuses_an_empty_ranking(runs, capsys):
     path.write_text('{"id": "abc", "sco')                           # a torn first line only
     assert main(["show", "t"]) == 2
     assert "is empty" in capsys.readouterr().err
+
+
+def test_kill_9_mid_rank_then_rerun_completes_without_duplicates(runs):
+    path = Run("t", root=runs).ranking_path("hypernet")
+    argv = [sys.executable, "-m", "hypernas", "rank", "t", "--n", "300", "--json"]
+    proc = subprocess.Popen(argv, env={**os.environ, "HYPERNAS_RUNS": str(runs)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (path.exists() and path.stat().st_size > 0):
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    written = path.read_text()
+    assert 0 < len(written.splitlines()) < 300          # killed mid-rank
+    assert main(["rank", "t", "--n", "300", "--json"]) == 0
+    ids = [row["id"] for row in read_jsonl(path)]
+    assert len(ids) == len(set(ids)) == 300
+    assert path.read_text().startswith(written.rsplit("\n", 1)[0])   # nothing rewritten

@@ -50,9 +50,9 @@ class HyperTrainConfig:
     """How a hypernetwork is trained."""
 
     steps: int | None = None  # optimisation steps; None = train for budget_minutes
-    budget_minutes: float = 20.0  # wall-clock budget when steps is None
+    budget_minutes: float = 30.0  # wall-clock budget when steps is None
     meta_batch: int = 8  # architectures per step (all see the same images)
-    large_draws: int = 1  # half of each meta-batch is the largest of this many draws (1: uniform)
+    large_draws: int = 3  # half of each meta-batch is the largest of this many draws (1: uniform)
     batch_size: int = 64  # images per step
     lr: float = 2e-3  # AdamW peak learning rate, cosine-annealed over the steps/budget
     weight_decay: float = 1e-5  # AdamW decoupled weight decay
@@ -60,6 +60,16 @@ class HyperTrainConfig:
     checkpoint_every: float = 120.0  # seconds between checkpoints
     log_every: int = 10  # steps between log lines
     seed: int = 0  # architecture and image sampling
+
+    def __post_init__(self) -> None:
+        for key in ("meta_batch", "large_draws", "batch_size", "log_every"):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
+                raise HypernasError(f"training setting {key} must be a whole number >= 1, got "
+                                    f"{getattr(self, key)!r}")
+        if self.steps is not None and self.steps < 1:
+            raise HypernasError(f"--steps must be at least 1, got {self.steps}")
+        if self.budget_minutes <= 0:
+            raise HypernasError(f"--budget must be positive minutes, got {self.budget_minutes}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

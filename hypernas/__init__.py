@@ -14,6 +14,7 @@ from .canonical import canonical_id, same_architecture
 from .errors import (ArityError, CycleError, EncodingError, GraphError, GraphFormatError,
                      HypernasError, InputNodeError, NodeAttributeError, OutputNodeError,
                      ShapeError, SpaceError, UnknownOpError, UnreachableNodeError)
+from .export import load
 from .graph import (GraphBuilder, graph_from_json, graph_to_json, infer_shapes, load_graph,
                     save_graph, validate)
 from .network import Network, count_macs, count_params, param_shapes
@@ -25,7 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Candidate", "GraphBuilder", "Network", "SearchSpace", "SpaceConfig", "canonical_id",
     "count_macs", "count_params", "graph_from_json", "graph_to_json", "infer_shapes", "list_ops", "list_spaces",
-    "load_graph", "load_space", "param_shapes", "register_space", "same_architecture",
+    "load", "load_graph", "load_space", "param_shapes", "register_space", "same_architecture",
     "save_graph", "validate",
     # errors
     "HypernasError", "GraphError", "GraphFormatError", "CycleError", "InputNodeError",

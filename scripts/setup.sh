@@ -22,6 +22,6 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ scripts/setup.sh -nt "$s
   .venv/bin/python -m pip install -q --upgrade pip
   # torch is pinned here (not in setup.cfg): 2.13.0 is a CPU build on local disk, unpinned pulls CUDA.
   .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[test,eval]"
+  .venv/bin/python -m pip install -q -e ".[test,eval,export]"
   touch "$stamp"
 fi

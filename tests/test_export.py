@@ -1,0 +1,110 @@
+"""Export and load: safetensors + graph JSON round trip, ONNX and torch.export checked against
+PyTorch, refusals for existing directories and for tampered or mismatched files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import hypernas as hn
+import hypernas.export as export_module
+from hypernas.export import ExportError, export_model, load
+
+CELL = "|nor_conv_3x3~0|+|avg_pool_3x3~0|skip_connect~1|+|none~0|nor_conv_1x1~1|nor_conv_3x3~2|"
+
+
+def _trained_like(graph) -> hn.Network:
+    """A network with non-trivial weights and running statistics (as after training)."""
+    torch.manual_seed(0)
+    net = hn.Network(graph)
+    net.train()
+    with torch.no_grad():
+        net(torch.randn(16, *graph.graph["input_shape"]))  # moves the batch-norm statistics
+    return net.eval()
+
+
+@pytest.fixture
+def cell():
+    return hn.load_space("nb201", input_shape=(1, 8, 8), N=1, C=4).replay(CELL)
+
+
+@pytest.mark.parametrize("space, settings", [("mlp", {"max_depth": 2}), ("macro", {})])
+def test_safetensors_round_trip_gives_the_same_outputs(space, settings, tmp_path):
+    cand = hn.load_space(space, **settings).sample(3)
+    net = _trained_like(cand.graph)
+    card = export_model(net, tmp_path / "m", {"space": space, "encoding": cand.encoding})
+    assert set(card["files"]) == {"graph.json", "model.safetensors"}
+    x = torch.randn(3, *cand.graph.graph["input_shape"])
+    again = load(tmp_path / "m")
+    assert not again.training and torch.equal(again(x), net(x))
+    assert hn.canonical_id(again.graph) == cand.id
+    assert json.loads((tmp_path / "m" / "model_card.json").read_text())["encoding"] == cand.encoding
+    assert cand.encoding in (tmp_path / "m" / "README.md").read_text()
+
+
+def test_onnx_and_pt2_match_pytorch_at_any_batch_size(cell, tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    net = _trained_like(cell.graph)
+    x = torch.randn(4, 1, 8, 8)
+    card = export_model(net, tmp_path / "m", {"id": cell.id}, formats=["onnx", "pt2"], example=x)
+    assert {"model.onnx", "model.pt2"} <= set(card["files"]) and card["onnx_atol"] > 0
+    y = torch.randn(7, 1, 8, 8)                     # a batch size never exported
+    session = onnxruntime.InferenceSession(str(tmp_path / "m" / "model.onnx"))
+    got = torch.from_numpy(session.run(None, {"x": y.numpy()})[0])
+    assert torch.allclose(got, net(y), atol=export_module.ONNX_ATOL)
+    program = torch.export.load(str(tmp_path / "m" / "model.pt2")).module()
+    assert torch.allclose(program(y), net(y), atol=1e-5)
+
+
+def test_an_onnx_mismatch_is_reported_and_nothing_is_written(cell, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setattr(export_module, "ONNX_ATOL", -1.0)   # nothing can match
+    with pytest.raises(ExportError, match="does not match PyTorch"):
+        export_model(_trained_like(cell.graph), tmp_path / "m", {}, formats=["onnx"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_directory_needs_force(cell, tmp_path):
+    net = _trained_like(cell.graph)
+    export_model(net, tmp_path / "m", {"v": 1})
+    with pytest.raises(ExportError, match="--force"):
+        export_model(net, tmp_path / "m", {"v": 2})
+    assert json.loads((tmp_path / "m" / "model_card.json").read_text())["v"] == 1
+    export_model(net, tmp_path / "m", {"v": 2}, force=True)
+    assert json.loads((tmp_path / "m" / "model_card.json").read_text())["v"] == 2
+    with pytest.raises(ExportError, match="unknown export format"):
+        export_model(net, tmp_path / "n", {}, formats=["tflite"])
+
+
+def _rehash(path: Path, name: str) -> None:
+    card = json.loads((path / "model_card.json").read_text())
+    card["files"][name] = export_module._sha256(path / name)
+    (path / "model_card.json").write_text(json.dumps(card))
+
+
+def test_tampered_or_mismatched_files_are_refused(cell, tmp_path):
+    export_model(_trained_like(cell.graph), tmp_path / "m", {})
+    weights = tmp_path / "m" / "model.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[-1] ^= 0xFF
+    weights.write_bytes(bytes(blob))
+    with pytest.raises(ExportError, match="checksum"):
+        load(tmp_path / "m")
+
+    export_model(_trained_like(cell.graph), tmp_path / "m", {}, force=True)
+    other = hn.load_space("nb201", input_shape=(1, 8, 8), N=1, C=8).replay(CELL)
+    (tmp_path / "m" / "graph.json").write_text(hn.graph_to_json(other.graph))
+    with pytest.raises(ExportError, match="checksum"):
+        load(tmp_path / "m")
+    _rehash(tmp_path / "m", "graph.json")         # a consistent card, but weights of another shape
+    with pytest.raises(ExportError, match="does not fit graph.json"):
+        load(tmp_path / "m")
+
+    with pytest.raises(ExportError, match="not a hypernas export"):
+        load(tmp_path)
+    (tmp_path / "m" / "model_card.json").write_text("{oops")
+    with pytest.raises(ExportError, match="corrupt"):
+        load(tmp_path / "m")

@@ -278,6 +278,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from .console import arch_tree, ranking_table, scores_table
     from .network import count_macs, count_params
+    from .refine import refined_rows
     from .report import (default_label, find_candidate, ranked_rows, run_space, scores_of,
                          select_rows)
     from .runs import Run
@@ -301,11 +302,15 @@ def cmd_show(args: argparse.Namespace) -> int:
                          max_params=args.max_params, min_params=args.min_params,
                          max_macs=args.max_macs)
     if args.json:
+        trained = {i: r["val_acc"] for i, r in refined_rows(run).items()}
         for row in picked:
-            sys.stdout.write(_json_row(row) + "\n")
+            extra = {"trained_val_acc": trained[row["id"]]} if row["id"] in trained else {}
+            sys.stdout.write(json.dumps({**json.loads(_json_row(row)), **extra}) + "\n")
         return 0
     label = args.ranking or default_label(run)
-    _console().print(ranking_table(picked, title=f"{args.run}: {len(picked)} of {len(rows)} "
+    trained = {i: r["val_acc"] for i, r in refined_rows(run).items()}
+    extra = {"trained val acc": trained} if trained else None
+    _console().print(ranking_table(picked, extra, title=f"{args.run}: {len(picked)} of {len(rows)} "
                                                  f"candidates ({label}), by {args.sort}"))
     return 0
 
@@ -323,6 +328,42 @@ def cmd_runs(args: argparse.Namespace) -> int:
         _console().print("no runs yet; start one: hypernas train nb201 --run NAME")
         return 0
     _console().print(runs_table(summaries))
+    return 0
+
+
+def cmd_refine(args: argparse.Namespace) -> int:
+    from .refine import RefineConfig, refine_run
+    from .runs import Run
+    from .workflow import load_run
+
+    cfg = RefineConfig(top=args.top, trials=args.trials, max_epochs=args.max_epochs,
+                       mutations=args.mutations, warm_start=not args.random_init,
+                       ranking=args.ranking, seed=args.seed)
+    loaded = load_run(Run(args.run))
+    console = _console()
+
+    def on_trial(t: dict[str, Any]) -> None:
+        value = f"val acc {t['value']:.4f}" if t["value"] is not None else t["state"].lower()
+        console.print(f"trial {t['number']:>3} [{t['finished']}/{t['of']}] {t.get('id', '?')} "
+                      f"mutation {t.get('mutation')} epochs {t.get('epochs')} lr "
+                      f"{t.get('lr', 0):.3g}: {value}", markup=False)
+
+    study = refine_run(loaded, cfg, on_trial=on_trial)
+    best = study.best_trial
+    console.print(f"best: trial {best.number}, {best.user_attrs['id']} val acc {best.value:.4f} "
+                  f"({best.user_attrs['encoding']}); study {loaded.run.study_path}", markup=False)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .refine import export_run
+    from .runs import Run
+
+    formats = [f for f in args.format.split(",") if f]
+    card = export_run(Run(args.run), args.out, arch=args.arch, formats=formats, force=args.force)
+    _console().print(f"exported {card['id']} ({card['encoding']}), test acc "
+                     f"{card['test_acc']:.4f}, to {args.out}: {', '.join(sorted(card['files']))}",
+                     markup=False)
     return 0
 
 
@@ -433,6 +474,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-macs", type=int, metavar="N", help="only candidates with <= N MACs")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("refine", help="refine the top of a ranking with real training (Optuna)",
+                       description="An Optuna study in runs/RUN/study.db seeded with the top-K "
+                                   "candidates: short real training warm-started from predicted "
+                                   "weights, with the recipe and local mutations as parameters; "
+                                   "pruned per epoch; resumable.")
+    p.add_argument("run", help="run name (runs/RUN/)")
+    p.add_argument("--top", type=int, default=8, help="ranked candidates to start from (8)")
+    p.add_argument("--trials", type=int, default=16, help="finished trials to reach (16)")
+    p.add_argument("--max-epochs", type=int, default=4, help="most epochs per trial (4)")
+    p.add_argument("--mutations", type=int, default=4,
+                   help="neighbours of each candidate Optuna may try instead (4; 0 = none)")
+    p.add_argument("--random-init", action="store_true",
+                   help="start trials from random weights instead of predicted ones")
+    p.add_argument("--ranking", metavar="LABEL", help="which ranking (default: hypernet)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
+    p.set_defaults(func=cmd_refine)
+
+    p = sub.add_parser("export", help="export the refined winner (or --arch ID) to a directory",
+                       description="Write safetensors weights, graph JSON and a model card, plus "
+                                   "ONNX (checked against onnxruntime) and a torch.export .pt2.")
+    p.add_argument("run", help="run name (runs/RUN/)")
+    p.add_argument("--out", required=True, help="directory to create")
+    p.add_argument("--arch", metavar="ID", help="a refined candidate (default: the best)")
+    p.add_argument("--format", default="safetensors,onnx,pt2",
+                   help="comma-separated: safetensors,onnx,pt2 (default all)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("runs", help="list runs with their stage, size and best score",
                        description="List the runs under runs/ (or $HYPERNAS_RUNS).")

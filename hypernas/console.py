@@ -150,7 +150,7 @@ def ranking_table(rows: list[dict[str, Any]], extra: dict[str, dict[str, float]]
         cells = [str(row.get("rank", i))] + ([str(row["line"])] if "line" in row else [])
         cells += [row["id"], format_score(row["score"], row.get("spread", 0.0)),
                   format_count(row.get("params")), format_count(row.get("macs"))]
-        cells += [f"{extra[p].get(row['id'], float('nan')):.4g}" for p in extra]
+        cells += [f"{extra[p][row['id']]:.4g}" if row["id"] in extra[p] else "-" for p in extra]
         table.add_row(*cells, row["encoding"])
     return table
 

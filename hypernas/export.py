@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -131,9 +133,17 @@ def _export_onnx(net: Network, path: Path, x: Tensor, want: Tensor) -> None:
     except ImportError:
         raise ExportError("ONNX export needs onnx, onnxscript and onnxruntime: pip install "
                           "'hypernas[export]' (or leave onnx out of --format)") from None
-    torch.onnx.export(net, (x,), str(path), dynamo=True, dynamic_shapes=_batch_dim(),
-                      input_names=["x"], output_names=["logits"], external_data=False,
-                      verbose=False)
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the exporter logs every torchvision op it skips
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.onnx.export(net, (x,), str(path), dynamo=True, dynamic_shapes=_batch_dim(),
+                              input_names=["x"], output_names=["logits"], external_data=False,
+                              verbose=False)
+    finally:
+        quiet.setLevel(level)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch in (x, x[:1]):  # the example batch, and another batch size
         got = torch.from_numpy(session.run(None, {"x": batch.numpy()})[0])

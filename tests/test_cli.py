@@ -11,7 +11,8 @@ import pytest
 import hypernas as hn
 from hypernas.cli import build_parser, main
 
-COMMANDS = ["spaces", "sample", "show-arch", "datasets", "train", "rank", "show", "runs"]
+COMMANDS = ["spaces", "sample", "show-arch", "datasets", "train", "rank", "show", "runs", "refine",
+            "export"]
 
 
 def run(*argv: str) -> subprocess.CompletedProcess:

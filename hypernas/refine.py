@@ -1,0 +1,286 @@
+"""Refining the top of a ranking with real training: an Optuna study stored in the run.
+
+Each trial trains one candidate for a few epochs on the run's dataset and is scored by its
+validation accuracy (the test split stays untouched). Its parameters:
+
+- ``base``: one of the ranking's top-K ids (the study is seeded with them in rank order);
+- ``mutation``: 0 for the base itself, j > 0 for its j-th neighbour, ``space.mutate(base, j)``,
+  drawn through the same space definition that made the base;
+- ``lr``, ``weight_decay``, ``epochs``: the training recipe (SGD, cosine schedule).
+
+A trial starts from the hypernetwork's predicted weights (``warm_start``; random initialisation
+otherwise), reports its validation accuracy after every epoch, and the median pruner stops
+trials that fall behind. The study lives in ``runs/NAME/study.db`` (SQLite) and each finished
+trial's weights in ``runs/NAME/refined/``. A killed refinement keeps its finished trials; run
+again, the interrupted trial is marked failed and re-queued with the same parameters, and the
+study continues to the requested number of finished trials.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import optuna
+import torch
+
+from .errors import HypernasError
+from .hypernet.trainer import load_checkpoint
+from .network import Network, count_params
+from .report import ranked_rows
+from .runs import Run, RunError
+from .space import Candidate
+from .train import TrainConfig, train_network
+from .workflow import LoadedRun
+
+__all__ = ["RefineConfig", "refine_run", "refined_rows", "best_refined", "trial_candidate",
+           "export_run", "open_study", "StudyError"]
+
+STUDY = "refine"
+
+
+class StudyError(HypernasError, ValueError):
+    """The study cannot be used: another run's file, a refinement already running, no trials."""
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """How the top of a ranking is refined."""
+
+    top: int = 8  # ranked candidates the study starts from, in rank order
+    trials: int = 16  # finished (complete or pruned) trials to reach
+    max_epochs: int = 4  # most epochs a trial may train (Optuna picks 1..max_epochs)
+    mutations: int = 4  # neighbours of each base Optuna may pick instead (0: the bases only)
+    train_size: int | None = 10_000  # class-balanced training images per trial
+    warm_start: bool = True  # start from hypernetwork-predicted weights (False: random init)
+    ranking: str | None = None  # which ranking (default: hypernet, else the run's first)
+    seed: int = 0  # sampler, weight init, batch order
+
+    def __post_init__(self) -> None:
+        for key in ("top", "trials", "max_epochs"):
+            if getattr(self, key) < 1:
+                raise HypernasError(f"--{key.replace('_', '-')} must be at least 1, got "
+                                    f"{getattr(self, key)}")
+        if self.mutations < 0:
+            raise HypernasError(f"--mutations must be 0 or more, got {self.mutations}")
+
+
+def _storage_url(run: Run) -> str:
+    return f"sqlite:///{run.study_path.resolve()}"
+
+
+def open_study(run: Run, seed: int = 0, create: bool = True) -> optuna.Study:
+    """The run's study (created on first use); refuses a study file made for another run."""
+    if not create and not run.study_path.exists():
+        raise StudyError(f"run {run.name!r} has not been refined yet; hypernas refine {run.name}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=STUDY, storage=_storage_url(run), direction="maximize", load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+    owner = study.user_attrs.get("run")
+    if owner is None:
+        study.set_user_attr("run", run.name)
+    elif owner != run.name:
+        raise StudyError(f"{run.study_path} belongs to run {owner!r}, not {run.name!r}; it was "
+                         "copied here by mistake: move it back or delete it to start afresh")
+    return study
+
+
+@contextmanager
+def _lock(run: Run) -> Iterator[None]:
+    """One refinement per run at a time (a PID file; a dead owner's lock is taken over)."""
+    path = run.path / "refine.lock"
+    if path.exists():
+        try:
+            pid = int(path.read_text().strip() or 0)
+            os.kill(pid, 0)
+        except (ValueError, ProcessLookupError):
+            pid = 0
+        except PermissionError:
+            pass
+        if pid and pid != os.getpid():
+            raise StudyError(f"run {run.name!r} is being refined by process {pid}; wait for it, "
+                             f"or stop it (or delete {path} if that process is gone)")
+    path.write_text(str(os.getpid()))
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _recover(run: Run, study: optuna.Study) -> int:
+    """Mark trials left RUNNING by a killed refinement failed and queue their parameters again
+    (only called while holding the run's refinement lock, so no live process owns them)."""
+    storage = optuna.storages.get_storage(_storage_url(run))
+    study_id = storage.get_study_id_from_name(STUDY)
+    stuck = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in stuck:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+    return len(stuck)
+
+
+def _finished(study: optuna.Study) -> int:
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def trial_candidate(loaded: LoadedRun, base_encoding: str, mutation: int) -> Candidate:
+    """The candidate a trial trains: the base, or its ``mutation``-th neighbour."""
+    base = loaded.space.replay(base_encoding)
+    return base if mutation == 0 else loaded.space.mutate(base, seed=mutation)
+
+
+def refine_run(loaded: LoadedRun, cfg: RefineConfig,
+               on_trial: Callable[[dict[str, Any]], None] | None = None) -> optuna.Study:
+    """Run (or continue) the run's refinement study until ``cfg.trials`` trials have finished."""
+    run = loaded.run
+    rows = ranked_rows(run, cfg.ranking)[:cfg.top]
+    bases = {row["id"]: row["encoding"] for row in rows}
+    hnet = None
+    if cfg.warm_start:
+        hnet, _, _ = load_checkpoint(run.checkpoint_path, loaded.config.hypernet)
+        hnet.eval()
+    with _lock(run):
+        study = open_study(run, cfg.seed)
+        _recover(run, study)
+        for row in rows:
+            study.enqueue_trial({"base": row["id"], "mutation": 0, "lr": 0.1,
+                                 "weight_decay": 5e-4, "epochs": cfg.max_epochs},
+                                skip_if_exists=True)
+
+        def objective(trial: optuna.Trial) -> float:
+            cand = trial_candidate(loaded, bases[trial.suggest_categorical("base", list(bases))],
+                                   trial.suggest_int("mutation", 0, cfg.mutations))
+            recipe = TrainConfig(epochs=trial.suggest_int("epochs", 1, cfg.max_epochs),
+                                 lr=trial.suggest_float("lr", 1e-2, 0.3, log=True),
+                                 weight_decay=trial.suggest_float("weight_decay", 1e-5, 1e-2,
+                                                                  log=True),
+                                 train_size=cfg.train_size, resolution=loaded.config.resolution,
+                                 seed=cfg.seed)
+            for key, value in {"id": cand.id, "encoding": cand.encoding,
+                               "params": count_params(cand.graph),
+                               "warm_start": cfg.warm_start}.items():
+                trial.set_user_attr(key, value)
+            net = _initial_network(cand, hnet)
+
+            def report(row: dict[str, float]) -> None:
+                trial.report(row["val_acc"], row["epoch"])
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned after epoch {row['epoch']}")
+
+            result = train_network(net, loaded.data.train, loaded.data.val, recipe, on_epoch=report)
+            _save_weights(run, trial.number, net)
+            trial.set_user_attr("recipe", recipe.to_dict())
+            trial.set_user_attr("history", result.history)
+            return result.val_acc
+
+        def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            if on_trial is not None:
+                on_trial({"number": trial.number, "state": trial.state.name,
+                          "value": trial.value, "finished": _finished(study), "of": cfg.trials,
+                          **trial.params, **trial.user_attrs})
+
+        while _finished(study) < cfg.trials:
+            study.optimize(objective, n_trials=cfg.trials - _finished(study),
+                           callbacks=[callback], gc_after_trial=False)
+    return study
+
+
+def _initial_network(cand: Candidate, hnet: Any) -> Network:
+    net = Network(cand.graph)
+    if hnet is not None:
+        with torch.no_grad():
+            weights = hnet([cand.graph], heads=[0])[0]
+        missing = set(dict(net.named_parameters())) - set(weights)
+        if missing:
+            raise HypernasError(f"the hypernetwork gave no weights for {sorted(missing)[:3]}")
+        net.load_state_dict(weights, strict=False)
+    return net
+
+
+def _save_weights(run: Run, number: int, net: Network) -> None:
+    from safetensors.torch import save_file
+
+    folder = run.path / "refined"
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"trial_{number}.tmp"
+    save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))
+    os.replace(tmp, folder / f"trial_{number}.safetensors")
+
+
+def refined_rows(run: Run) -> dict[str, dict[str, Any]]:
+    """Best finished trial per candidate id: ``{id: {val_acc, trial, epochs, ...}}`` (empty when
+    the run has no study)."""
+    if not run.study_path.exists():
+        return {}
+    study = open_study(run, create=False)
+    best: dict[str, dict[str, Any]] = {}
+    for trial in study.get_trials(deepcopy=False,
+                                  states=(optuna.trial.TrialState.COMPLETE,)):
+        cid = trial.user_attrs.get("id")
+        if cid is not None and (cid not in best or trial.value > best[cid]["val_acc"]):
+            best[cid] = {"val_acc": trial.value, "trial": trial.number,
+                         "encoding": trial.user_attrs.get("encoding"), **trial.params}
+    return best
+
+
+def best_refined(run: Run) -> dict[str, Any]:
+    """The best finished trial of the run's study, with the path of its weights."""
+    rows = refined_rows(run)
+    if not rows:
+        raise StudyError(f"run {run.name!r} has no finished refinement trial; run hypernas "
+                         f"refine {run.name}")
+    cid, row = max(rows.items(), key=lambda kv: kv[1]["val_acc"])
+    weights = run.path / "refined" / f"trial_{row['trial']}.safetensors"
+    if not weights.exists():
+        raise RunError(f"weights of trial {row['trial']} are missing ({weights}); re-run "
+                       f"hypernas refine {run.name}")
+    return {**row, "id": cid, "weights": weights}
+
+
+def export_run(run: Run, out: str | Path, arch: str | None = None,
+               formats: Sequence[str] = ("safetensors", "onnx", "pt2"),
+               force: bool = False) -> dict[str, Any]:
+    """Export the run's best refined candidate (or the refined candidate ``arch``, an id or a
+    unique prefix) with a model card: space, encoding, id, every ranking's score, the training
+    recipe, validation accuracy from the study and test accuracy measured now."""
+    from .export import export_model
+    from .report import scores_of
+    from .train import evaluate
+    from .workflow import load_run
+
+    rows = refined_rows(run)
+    if arch is None:
+        chosen = best_refined(run)
+    else:
+        ids = [cid for cid in rows if cid.startswith(arch)]
+        if len(ids) != 1:
+            raise StudyError(f"{arch!r} is not {'a unique prefix of ' if ids else ''}a refined "
+                             f"candidate of run {run.name!r}; refined: "
+                             f"{', '.join(sorted(rows)) or 'none'}")
+        chosen = {**rows[ids[0]], "id": ids[0],
+                  "weights": run.path / "refined" / f"trial_{rows[ids[0]]['trial']}.safetensors"}
+    loaded = load_run(run)
+    cand = loaded.space.replay(chosen["encoding"])
+    net = Network(cand.graph)
+    from safetensors.torch import load_file
+
+    net.load_state_dict(load_file(str(chosen["weights"])))
+    net.eval()
+    test_acc, test_loss = evaluate(net, loaded.data.test)
+    study = open_study(run, create=False)
+    trial = study.trials[chosen["trial"]]
+    card = {"run": run.name, "space": loaded.config.space,
+            "space_config": loaded.space.config.to_dict(), "data": loaded.config.data.name,
+            "resolution": loaded.config.resolution, "encoding": cand.encoding, "id": cand.id,
+            "scores": scores_of(run, cand.id), "recipe": trial.user_attrs.get("recipe"),
+            "warm_start": trial.user_attrs.get("warm_start"), "trial": chosen["trial"],
+            "val_acc": chosen["val_acc"], "test_acc": test_acc, "test_loss": test_loss}
+    example = loaded.data.test.x[:8]
+    return export_model(net, out, card, formats=formats, example=example, force=force)

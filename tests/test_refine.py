@@ -1,0 +1,138 @@
+"""`hypernas refine` and `hypernas export` on a tiny run: the study is seeded with the ranking's
+top-K, survives a kill, refuses another run's study file, and exports a loadable winner."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import torch
+
+import hypernas as hn
+from hypernas.cli import main
+from hypernas.refine import open_study
+from hypernas.runs import Run
+
+TINY = ["mlp", "--data", "digits", "--meta-batch", "2", "--batch-size", "8", "--dim", "8",
+        "--samples", "2", "--set", "max_depth=2"]
+DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYPERNAS_RUNS", str(tmp_path))
+    assert main(["train", *TINY, "--run", "t", "--steps", "3"]) == 0
+    assert main(["rank", "t", "--n", "6", "--json"]) == 0
+    return tmp_path
+
+
+def _ranked(capsys) -> list[dict]:
+    assert main(["show", "t", "--json"]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_refine_starts_from_the_top_and_feeds_back_into_show(runs, capsys):
+    top = [r["id"] for r in _ranked(capsys)[:2]]
+    assert main(["refine", "t", "--top", "2", "--trials", "3", "--max-epochs", "1"]) == 0
+    assert "best: trial" in capsys.readouterr().out
+    study = open_study(Run("t", root=runs), create=False)
+    trials = study.get_trials(states=DONE)
+    assert len(trials) == 3
+    assert [t.params["base"] for t in trials[:2]] == top           # seeded in rank order
+    assert all(t.params["mutation"] == 0 and t.user_attrs["warm_start"] for t in trials[:2])
+    assert all(len(t.intermediate_values) >= 1 for t in trials)    # an accuracy per epoch
+    shown = {r["id"]: r for r in _ranked(capsys)}
+    for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        assert shown.get(t.user_attrs["id"], {}).get("trained_val_acc", t.value) >= t.value - 1e-9
+    assert all("trained_val_acc" in shown[i] for i in top)
+    # asked again for 3: nothing to do; asked for 4: one more trial, the first three kept
+    assert main(["refine", "t", "--top", "2", "--trials", "4", "--max-epochs", "1",
+                 "--random-init"]) == 0
+    again = open_study(Run("t", root=runs), create=False).get_trials(states=DONE)
+    assert len(again) == 4 and [t.value for t in again[:3]] == [t.value for t in trials]
+    assert again[3].user_attrs["warm_start"] is False
+
+
+def test_a_trial_killed_mid_run_is_retried_with_its_parameters(runs, capsys):
+    run = Run("t", root=runs)
+    study = open_study(run)
+    base = _ranked(capsys)[0]["id"]
+    study.enqueue_trial({"base": base, "mutation": 1, "lr": 0.05, "weight_decay": 1e-4,
+                         "epochs": 1})
+    stuck = study.ask()                       # what a kill -9 leaves: a RUNNING trial
+    assert stuck.suggest_categorical("base", [base]) == base
+    assert stuck.suggest_int("mutation", 0, 4) == 1
+    assert main(["refine", "t", "--top", "1", "--trials", "2", "--max-epochs", "1"]) == 0
+    trials = open_study(run, create=False).trials
+    assert trials[0].state == optuna.trial.TrialState.FAIL
+    retried = [t for t in trials if t.user_attrs.get("retry_of") == 0]
+    assert len(retried) == 1 and retried[0].params["mutation"] == 1
+    assert retried[0].state in DONE
+    assert len([t for t in trials if t.state in DONE]) == 2
+
+
+def test_kill_9_mid_refine_then_rerun_reaches_the_trial_count(runs):
+    run = Run("t", root=runs)
+    argv = [sys.executable, "-m", "hypernas", "refine", "t", "--top", "2", "--trials", "4",
+            "--max-epochs", "4"]
+    proc = subprocess.Popen(argv, env={**os.environ, "HYPERNAS_RUNS": str(runs)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    finished = []
+    while time.monotonic() < deadline and not finished:
+        time.sleep(0.05)
+        if run.study_path.exists():
+            try:
+                finished = open_study(run, create=False).get_trials(states=DONE)
+            except Exception:  # the database is being created
+                finished = []
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert main(["refine", "t", "--top", "2", "--trials", "4", "--max-epochs", "4"]) == 0
+    trials = open_study(run, create=False).trials
+    done = [t for t in trials if t.state in DONE]
+    assert len(done) == 4 and done[0].number == finished[0].number
+    assert done[0].value == finished[0].value                       # kept, not redone
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+
+
+def test_refuses_another_runs_study_and_a_running_refinement(runs, capsys):
+    assert main(["train", *TINY, "--run", "u", "--steps", "1"]) == 0
+    assert main(["rank", "u", "--n", "2", "--json"]) == 0
+    open_study(Run("t", root=runs))
+    shutil.copy(Run("t", root=runs).study_path, Run("u", root=runs).study_path)
+    capsys.readouterr()
+    assert main(["refine", "u", "--trials", "1", "--max-epochs", "1"]) == 2
+    assert "belongs to run 't'" in capsys.readouterr().err
+    (runs / "t" / "refine.lock").write_text(str(os.getppid()))      # a live process holds it
+    assert main(["refine", "t", "--trials", "1", "--max-epochs", "1"]) == 2
+    assert "is being refined by process" in capsys.readouterr().err
+
+
+def test_export_the_winner_and_load_it(runs, tmp_path, capsys):
+    assert main(["export", "t", "--out", str(tmp_path / "x")]) == 2
+    assert "no finished refinement trial; run hypernas refine t" in capsys.readouterr().err
+    assert main(["refine", "t", "--top", "2", "--trials", "2", "--max-epochs", "1"]) == 0
+    best = open_study(Run("t", root=runs), create=False).best_trial
+    out = tmp_path / "model"
+    assert main(["export", "t", "--out", str(out), "--format", "safetensors,pt2"]) == 0
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["id"] == best.user_attrs["id"] and card["val_acc"] == best.value
+    assert 0 <= card["test_acc"] <= 1 and card["recipe"]["epochs"] == 1
+    assert card["scores"]["hypernet"]["rank"] >= 1 and "model.pt2" in card["files"]
+    net = hn.load(out)
+    x = torch.randn(3, *net.graph.graph["input_shape"])
+    assert net(x).shape == (3, 10)
+    assert hn.canonical_id(net.graph) == card["id"]
+    capsys.readouterr()
+    assert main(["export", "t", "--out", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main(["export", "t", "--out", str(out), "--arch", "zzzz"]) == 2
+    assert "not a refined candidate" in capsys.readouterr().err

@@ -23,7 +23,10 @@ EXIT_USAGE = 2
 
 
 def _console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False)
+    # Piped output gets wide lines (rich would assume 80 columns) and no control codes.
+    stream = sys.stderr if stderr else sys.stdout
+    wide = None if stream.isatty() else 160
+    return Console(stderr=stderr, highlight=False, width=wide)
 
 
 def _parse_setting(text: str) -> tuple[str, Any]:
@@ -367,6 +370,62 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from .console import ranking_table
+    from .pipeline import SearchConfig, run_search
+
+    formats = tuple(f for f in args.format.split(",") if f)
+    cfg = SearchConfig(space=args.space, data=args.data,
+                       space_settings=dict(_parse_setting(s) for s in args.set or []),
+                       resolution=args.resolution, budget_minutes=args.budget, candidates=args.n, top=args.top,
+                       trials=args.trials, workers=args.workers, address=args.address,
+                       formats=formats, name=args.run, seed=args.seed)
+    if args.address and not args.workers:
+        raise HypernasError("--address needs --workers K (the number of scoring actors)")
+    console, err = _console(), _console(stderr=True)
+    last_log = {"step": 0}
+
+    def on_event(stage: str, info: dict[str, Any]) -> None:
+        if stage == "train":
+            console.print(f"[1/4] training the hypernetwork for {info['minutes']:.1f} min "
+                          f"-> {info['run']}", markup=False)
+        elif stage == "train-step":
+            if info["step"] - last_log["step"] >= 100:
+                last_log["step"] = info["step"]
+                err.print(f"      step {info['step']}: loss {info['loss']:.3f} acc "
+                          f"{info['acc']:.3f}", markup=False)
+        elif stage == "rank":
+            console.print(f"[2/4] ranking {info['candidates']} candidates"
+                          + (f" on {info['workers']} Ray workers" if info["workers"] else ""),
+                          markup=False)
+        elif stage == "refine":
+            console.print(f"[3/4] refining the top {info['top']} with {info['trials']} "
+                          "training trials", markup=False)
+        elif stage == "trial":
+            value = f"{info['value']:.4f}" if info["value"] is not None else info["state"].lower()
+            console.print(f"      trial {info['number']} ({info.get('id', '?')}, mutation "
+                          f"{info.get('mutation')}): val acc {value}", markup=False)
+        elif stage == "export":
+            console.print(f"[4/4] exporting the winner -> {info['out']}", markup=False)
+
+    result = run_search(cfg, on_event)
+    trained = {}
+    from .refine import refined_rows
+
+    trained = {i: r["val_acc"] for i, r in refined_rows(result["run"]).items()}
+    rows = [{**r, "rank": i} for i, r in enumerate(result["ranking"], start=1)][:args.show]
+    console.print(ranking_table(rows, {"trained val acc": trained},
+                                title=f"{cfg.run}: top {len(rows)} of {len(result['ranking'])} "
+                                      "by hypernet score"))
+    card = result["card"]
+    console.print(f"winner: {card['id']} {card['encoding']}", markup=False)
+    console.print(f"        val acc {card['val_acc']:.4f}, test acc {card['test_acc']:.4f}, "
+                  f"{card['params']:,} params", markup=False)
+    console.print(f"exported to {result['export']} ({', '.join(sorted(card['files']))}); "
+                  f"load it with hypernas.load(\"{result['export']}\")", markup=False)
+    return 0
+
+
 # ----- parser ---------------------------------------------------------------------------------
 
 def _add_space_args(p: argparse.ArgumentParser) -> None:
@@ -503,6 +562,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated: safetensors,onnx,pt2 (default all)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("search", help="train -> rank -> refine -> export in one command",
+                       description="The whole search in one resumable command. With no "
+                                   "arguments: NB201 (C=16, N=1) on Fashion-MNIST at 16x16, "
+                                   "about 15 minutes on 2 CPU cores.")
+    p.add_argument("space", nargs="?", default="nb201", help="search space (default nb201)")
+    p.add_argument("--data", default="fashion-mnist", help="dataset (default fashion-mnist)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="space setting (repeatable)")
+    p.add_argument("--budget", type=float, default=15.0,
+                   help="minutes for the whole search (default 15; 45%% trains the hypernet)")
+    p.add_argument("--resolution", type=int,
+                   help="resize square images to this side (default: 16 for fashion-mnist)")
+    p.add_argument("--n", type=int, default=200, help="candidates to rank (default 200)")
+    p.add_argument("--top", type=int, default=4, help="ranked candidates to refine (4)")
+    p.add_argument("--trials", type=int, default=6, help="refinement trials (6)")
+    p.add_argument("--workers", type=int, metavar="K", help="rank on Ray with K workers")
+    p.add_argument("--address", metavar="HOST:PORT", help="a running Ray cluster (with --workers)")
+    p.add_argument("--format", default="safetensors,onnx,pt2", help="export formats")
+    p.add_argument("--run", help="run name (default search-SPACE-DATA)")
+    p.add_argument("--show", type=int, default=10, help="rows of the final table (10)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("runs", help="list runs with their stage, size and best score",
                        description="List the runs under runs/ (or $HYPERNAS_RUNS).")

@@ -136,3 +136,25 @@ def test_export_the_winner_and_load_it(runs, tmp_path, capsys):
     assert "--force" in capsys.readouterr().err
     assert main(["export", "t", "--out", str(out), "--arch", "zzzz"]) == 2
     assert "not a refined candidate" in capsys.readouterr().err
+
+
+def test_search_runs_every_stage_and_a_rerun_only_reprints(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HYPERNAS_RUNS", str(tmp_path))
+    argv = ["search", "mlp", "--data", "digits", "--set", "max_depth=2", "--budget", "0.05",
+            "--n", "6", "--top", "2", "--trials", "2", "--format", "safetensors", "--run", "s"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert all(f"[{i}/4]" in out for i in range(1, 5)) and "winner:" in out
+    run = Run("s", root=tmp_path)
+    card = json.loads((run.exports_dir / "best" / "model_card.json").read_text())
+    assert card["id"] in out and str(run.exports_dir / "best") in out
+    stamp = (run.exports_dir / "best" / "model_card.json").stat().st_mtime_ns
+    ranking = run.ranking_path("hypernet").read_text()
+    trials = len(open_study(run, create=False).trials)
+
+    assert main(argv) == 0                                       # everything is there already
+    assert "trial " not in capsys.readouterr().out
+    assert run.ranking_path("hypernet").read_text() == ranking
+    assert len(open_study(run, create=False).trials) == trials
+    assert (run.exports_dir / "best" / "model_card.json").stat().st_mtime_ns == stamp
+    assert hn.canonical_id(hn.load(run.exports_dir / "best").graph) == card["id"]

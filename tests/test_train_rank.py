@@ -177,19 +177,52 @@ def test_show_refuses_an_empty_ranking(runs, capsys):
     assert "is empty" in capsys.readouterr().err
 
 
-def test_kill_9_mid_rank_then_rerun_completes_without_duplicates(runs):
-    path = Run("t", root=runs).ranking_path("hypernet")
-    argv = [sys.executable, "-m", "hypernas", "rank", "t", "--n", "300", "--json"]
+def _kill_once_rows_appear(runs, args: list[str], path) -> str:
+    """Start ``hypernas rank ARGS`` in a process, kill -9 it once ``path`` has a row; returns
+    what had been written."""
+    argv = [sys.executable, "-m", "hypernas", "rank", "t", *args]
     proc = subprocess.Popen(argv, env={**os.environ, "HYPERNAS_RUNS": str(runs)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not (path.exists() and path.stat().st_size > 0):
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    written = path.read_text()
+    return path.read_text()
+
+
+def test_kill_9_mid_rank_then_rerun_completes_without_duplicates(runs):
+    path = Run("t", root=runs).ranking_path("hypernet")
+    written = _kill_once_rows_appear(runs, ["--n", "300", "--json"], path)
     assert 0 < len(written.splitlines()) < 300          # killed mid-rank
     assert main(["rank", "t", "--n", "300", "--json"]) == 0
     ids = [row["id"] for row in read_jsonl(path)]
     assert len(ids) == len(set(ids)) == 300
     assert path.read_text().startswith(written.rsplit("\n", 1)[0])   # nothing rewritten
+
+
+def _ray_processes() -> set[int]:
+    out = subprocess.run(["pgrep", "-f", "raylet|gcs_server"], capture_output=True, text=True)
+    return {int(p) for p in out.stdout.split()}
+
+
+def test_rank_on_ray_from_the_cli_matches_in_process_and_survives_kill_9(runs, capsys):
+    pytest.importorskip("ray")
+    assert main(["rank", "t", "--n", "6", "--json"]) == 0
+    local = {r["id"]: r["score"] for r in _json_lines(capsys)}
+    assert main(["rank", "t", "--n", "6", "--workers", "1", "--ranking", "ray", "--json"]) == 0
+    remote = {r["id"]: r["score"] for r in _json_lines(capsys)}
+    assert remote.keys() == local.keys()
+    assert all(abs(remote[i] - local[i]) < 1e-5 for i in local)
+
+    before = _ray_processes()
+    path = Run("t", root=runs).ranking_path("ray-kill")
+    args = ["--n", "400", "--workers", "1", "--ranking", "ray-kill", "--json"]
+    assert 0 < len(_kill_once_rows_appear(runs, args, path).splitlines()) < 400
+    deadline = time.monotonic() + 60                    # the private cluster dies with its driver
+    while _ray_processes() - before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _ray_processes() - before
+    assert main(["rank", "t", *args]) == 0
+    ids = [row["id"] for row in read_jsonl(path)]
+    assert len(ids) == len(set(ids)) == 400

@@ -351,7 +351,9 @@ def cmd_refine(args: argparse.Namespace) -> int:
                       f"mutation {t.get('mutation')} epochs {t.get('epochs')} lr "
                       f"{t.get('lr', 0):.3g}: {value}", markup=False)
 
-    study = refine_run(loaded, cfg, on_trial=on_trial)
+    if args.address and not args.workers:
+        raise HypernasError("--address needs --workers W (trials trained at once)")
+    study = refine_run(loaded, cfg, on_trial=on_trial, workers=args.workers, address=args.address)
     best = study.best_trial
     console.print(f"best: trial {best.number}, {best.user_attrs['id']} val acc {best.value:.4f} "
                   f"({best.user_attrs['encoding']}); study {loaded.run.study_path}", markup=False)
@@ -548,6 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-init", action="store_true",
                    help="start trials from random weights instead of predicted ones")
     p.add_argument("--ranking", metavar="LABEL", help="which ranking (default: hypernet)")
+    p.add_argument("--workers", type=int, metavar="W",
+                   help="train W trials at once on Ray (a private local Ray unless --address)")
+    p.add_argument("--address", metavar="HOST:PORT", help="a running Ray cluster (with --workers)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
     p.set_defaults(func=cmd_refine)

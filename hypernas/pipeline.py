@@ -98,7 +98,8 @@ def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None
     event("rank", candidates=len(cands), workers=cfg.workers)
     _rank(loaded, cands, cfg, lambda rows: event("ranked-rows", rows=len(rows)))
     event("refine", top=cfg.top, trials=cfg.trials)
-    refine_run(loaded, cfg.refine_config(), on_trial=lambda t: event("trial", **t))
+    refine_run(loaded, cfg.refine_config(), on_trial=lambda t: event("trial", **t),
+               workers=cfg.workers, address=cfg.address)
     best = best_refined(run)
     out = run.exports_dir / "best"
     event("export", out=str(out))

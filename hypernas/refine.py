@@ -19,6 +19,7 @@ study continues to the requested number of finished trials.
 from __future__ import annotations
 
 import os
+import statistics
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,8 +138,10 @@ def trial_candidate(loaded: LoadedRun, base_encoding: str, mutation: int) -> Can
 
 
 def refine_run(loaded: LoadedRun, cfg: RefineConfig,
-               on_trial: Callable[[dict[str, Any]], None] | None = None) -> optuna.Study:
-    """Run (or continue) the run's refinement study until ``cfg.trials`` trials have finished."""
+               on_trial: Callable[[dict[str, Any]], None] | None = None,
+               workers: int | None = None, address: str | None = None) -> optuna.Study:
+    """Run (or continue) the run's refinement study until ``cfg.trials`` trials have finished;
+    with ``workers`` > 1, that many trials train at once on Ray (see :func:`_optimize_on_ray`)."""
     run = loaded.run
     rows = ranked_rows(run, cfg.ranking)[:cfg.top]
     bases = {row["id"]: row["encoding"] for row in rows}
@@ -154,19 +157,18 @@ def refine_run(loaded: LoadedRun, cfg: RefineConfig,
                                  "weight_decay": 5e-4, "epochs": cfg.max_epochs},
                                 skip_if_exists=True)
 
+        def report_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            if on_trial is not None:
+                on_trial({"number": trial.number, "state": trial.state.name,
+                          "value": trial.value, "finished": _finished(study), "of": cfg.trials,
+                          **trial.params, **trial.user_attrs})
+
+        if workers is not None and workers > 1:
+            _optimize_on_ray(loaded, study, bases, cfg, workers, address, report_trial)
+            return study
+
         def objective(trial: optuna.Trial) -> float:
-            cand = trial_candidate(loaded, bases[trial.suggest_categorical("base", list(bases))],
-                                   trial.suggest_int("mutation", 0, cfg.mutations))
-            recipe = TrainConfig(epochs=trial.suggest_int("epochs", 1, cfg.max_epochs),
-                                 lr=trial.suggest_float("lr", 1e-2, 0.3, log=True),
-                                 weight_decay=trial.suggest_float("weight_decay", 1e-5, 1e-2,
-                                                                  log=True),
-                                 train_size=cfg.train_size, resolution=loaded.config.resolution,
-                                 seed=cfg.seed)
-            for key, value in {"id": cand.id, "encoding": cand.encoding,
-                               "params": count_params(cand.graph),
-                               "warm_start": cfg.warm_start}.items():
-                trial.set_user_attr(key, value)
+            cand, recipe = _plan(trial, loaded, bases, cfg)
             net = _initial_network(cand, hnet)
 
             def report(row: dict[str, float]) -> None:
@@ -175,21 +177,120 @@ def refine_run(loaded: LoadedRun, cfg: RefineConfig,
                     raise optuna.TrialPruned(f"pruned after epoch {row['epoch']}")
 
             result = train_network(net, loaded.data.train, loaded.data.val, recipe, on_epoch=report)
-            _save_weights(run, trial.number, net)
-            trial.set_user_attr("recipe", recipe.to_dict())
+            _save_weights(run, trial.number, _state_bytes(net))
             trial.set_user_attr("history", result.history)
             return result.val_acc
 
-        def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            if on_trial is not None:
-                on_trial({"number": trial.number, "state": trial.state.name,
-                          "value": trial.value, "finished": _finished(study), "of": cfg.trials,
-                          **trial.params, **trial.user_attrs})
-
         while _finished(study) < cfg.trials:
             study.optimize(objective, n_trials=cfg.trials - _finished(study),
-                           callbacks=[callback], gc_after_trial=False)
+                           callbacks=[report_trial], gc_after_trial=False)
     return study
+
+
+def _plan(trial: optuna.Trial, loaded: LoadedRun, bases: dict[str, str], cfg: RefineConfig
+          ) -> tuple[Candidate, TrainConfig]:
+    """The trial's candidate and recipe, drawn from its parameters (recorded on the trial)."""
+    cand = trial_candidate(loaded, bases[trial.suggest_categorical("base", list(bases))],
+                           trial.suggest_int("mutation", 0, cfg.mutations))
+    recipe = TrainConfig(epochs=trial.suggest_int("epochs", 1, cfg.max_epochs),
+                         lr=trial.suggest_float("lr", 1e-2, 0.3, log=True),
+                         weight_decay=trial.suggest_float("weight_decay", 1e-5, 1e-2, log=True),
+                         train_size=cfg.train_size, resolution=loaded.config.resolution,
+                         seed=cfg.seed)
+    for key, value in {"id": cand.id, "encoding": cand.encoding, "params": count_params(cand.graph),
+                       "warm_start": cfg.warm_start, "recipe": recipe.to_dict()}.items():
+        trial.set_user_attr(key, value)
+    return cand, recipe
+
+
+# ----- many trials at once on Ray -------------------------------------------------------------
+
+def _median_rule(table: dict[int, list[float]], epoch: int, value: float) -> bool:
+    """The median pruner's decision from finished trials' accuracies at each epoch: prune after
+    the first epoch when at least 3 finished trials reached this epoch and did better."""
+    seen = table.get(epoch, [])
+    return epoch > 1 and len(seen) >= 3 and value < statistics.median(seen)
+
+
+def train_trial(config: dict[str, Any], checkpoint: bytes | None, encoding: str,
+                recipe: dict[str, Any], table: dict[int, list[float]]) -> dict[str, Any]:
+    """What a Ray worker runs for one trial: train ``encoding`` with ``recipe`` from predicted
+    (``checkpoint``) or random weights; ``history``, ``pruned`` and the weights' bytes back."""
+    from .distributed import _hypernet_from_bytes
+    from .workflow import RunConfig, materialise
+
+    torch.set_num_threads(1)
+    cfg = RunConfig.from_dict(config)
+    space, data = materialise(cfg)
+    hnet = _hypernet_from_bytes(checkpoint, cfg).eval() if checkpoint is not None else None
+    net = _initial_network(space.replay(encoding), hnet)
+    history: list[dict[str, float]] = []
+
+    class Prune(Exception):
+        pass
+
+    def watch(row: dict[str, float]) -> None:
+        history.append(row)
+        if _median_rule(table, int(row["epoch"]), row["val_acc"]):
+            raise Prune
+
+    try:
+        train_network(net, data.train, data.val, TrainConfig(**recipe), on_epoch=watch)
+    except Prune:
+        return {"history": history, "pruned": True, "weights": None}
+    return {"history": history, "pruned": False, "weights": _state_bytes(net)}
+
+
+def _prune_table(study: optuna.Study) -> dict[int, list[float]]:
+    table: dict[int, list[float]] = {}
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        for step, value in t.intermediate_values.items():
+            table.setdefault(int(step), []).append(value)
+    return table
+
+
+def _optimize_on_ray(loaded: LoadedRun, study: optuna.Study, bases: dict[str, str],
+                     cfg: RefineConfig, workers: int, address: str | None,
+                     report_trial: Callable, retries: int = 3) -> None:
+    """Ask/tell on this process, training on ``workers`` Ray workers; a trial whose worker is
+    lost is failed and queued again with its parameters."""
+    from .distributed import _lost_errors, _portable, ray_session
+
+    checkpoint = loaded.run.checkpoint_path.read_bytes() if cfg.warm_start else None
+    with ray_session(address, workers) as ray:
+        remote = ray.remote(num_cpus=1, max_retries=0)(train_trial)
+        config, blob, lost = ray.put(_portable(loaded.config.to_dict())), ray.put(checkpoint), \
+            _lost_errors(ray)
+        running: dict[Any, optuna.Trial] = {}
+        tries: dict[int, int] = {}
+        while _finished(study) + len(running) < cfg.trials or running:
+            while len(running) < workers and _finished(study) + len(running) < cfg.trials:
+                trial = study.ask()
+                cand, recipe = _plan(trial, loaded, bases, cfg)
+                ref = remote.remote(config, blob, cand.encoding, recipe.to_dict(),
+                                    _prune_table(study))
+                running[ref] = trial
+            (ref,), _ = ray.wait(list(running), num_returns=1)
+            trial = running.pop(ref)
+            try:
+                out = ray.get(ref)
+            except lost as err:
+                attempt = tries.get(trial.number, 0) + 1
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                if attempt > retries:
+                    raise StudyError(f"trial {trial.number} lost its worker {attempt} times "
+                                     f"({err}); check `ray status`") from None
+                study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+                continue
+            for row in out["history"]:
+                trial.report(row["val_acc"], int(row["epoch"]))
+            trial.set_user_attr("history", out["history"])
+            if out["pruned"]:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            else:
+                _save_weights(loaded.run, trial.number, out["weights"])
+                study.tell(trial, out["history"][-1]["val_acc"])
+            report_trial(study, study.trials[trial.number])
 
 
 def _initial_network(cand: Candidate, hnet: Any) -> Network:
@@ -204,13 +305,17 @@ def _initial_network(cand: Candidate, hnet: Any) -> Network:
     return net
 
 
-def _save_weights(run: Run, number: int, net: Network) -> None:
-    from safetensors.torch import save_file
+def _state_bytes(net: Network) -> bytes:
+    from safetensors.torch import save
 
+    return save({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()})
+
+
+def _save_weights(run: Run, number: int, blob: bytes) -> None:
     folder = run.path / "refined"
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f"trial_{number}.tmp"
-    save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))
+    tmp.write_bytes(blob)
     os.replace(tmp, folder / f"trial_{number}.safetensors")
 
 

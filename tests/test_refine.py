@@ -158,3 +158,27 @@ def test_search_runs_every_stage_and_a_rerun_only_reprints(tmp_path, monkeypatch
     assert len(open_study(run, create=False).trials) == trials
     assert (run.exports_dir / "best" / "model_card.json").stat().st_mtime_ns == stamp
     assert hn.canonical_id(hn.load(run.exports_dir / "best").graph) == card["id"]
+
+
+def test_trials_on_ray_workers_fill_the_same_study(runs, capsys):
+    pytest.importorskip("ray")
+    assert main(["refine", "t", "--top", "2", "--trials", "4", "--max-epochs", "2",
+                 "--workers", "2"]) == 0
+    run = Run("t", root=runs)
+    trials = open_study(run, create=False).get_trials(states=DONE)
+    assert len(trials) == 4
+    for t in trials:
+        assert len(t.intermediate_values) >= 1 and t.user_attrs["recipe"]["epochs"] >= 1
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            assert (run.path / "refined" / f"trial_{t.number}.safetensors").exists()
+    assert main(["export", "t", "--out", str(runs / "x"), "--format", "safetensors"]) == 0
+    assert hn.load(runs / "x") is not None
+
+
+def test_the_median_rule():
+    from hypernas.refine import _median_rule
+
+    table = {1: [0.5, 0.6, 0.7], 2: [0.6, 0.7, 0.8]}
+    assert not _median_rule(table, 1, 0.1)          # never after the first epoch
+    assert _median_rule(table, 2, 0.65) and not _median_rule(table, 2, 0.75)
+    assert not _median_rule({2: [0.9, 0.9]}, 2, 0.1)  # fewer than 3 finished trials

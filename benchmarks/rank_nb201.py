@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=30.0, help="training minutes")
     parser.add_argument("--backbone", default="gated_gnn")
     parser.add_argument("--samples", type=int, default=4, help="ensemble heads")
+    parser.add_argument("--layers", type=int, default=HyperNetConfig.layers,
+                        help="message-passing rounds / attention layers")
     parser.add_argument("--large-draws", type=int, default=HyperTrainConfig.large_draws,
                         help="half of each meta-batch: the largest of this many draws")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -145,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = RunConfig(space="nb201", space_settings=SKELETON, data=DataConfig("fashion-mnist"),
                     resolution=16,
-                    hypernet=HyperNetConfig(backbone=args.backbone, samples=args.samples),
+                    hypernet=HyperNetConfig(backbone=args.backbone, samples=args.samples,
+                                            layers=args.layers),
                     train=HyperTrainConfig(budget_minutes=args.budget,
                                            large_draws=args.large_draws))
     run = Run(args.run, root=args.runs_root)

@@ -36,7 +36,7 @@ from hypernas.data import DataConfig
 from hypernas.hypernet.model import HyperNetConfig
 from hypernas.hypernet.trainer import HyperTrainConfig, load_checkpoint
 from hypernas.proxies import list_proxies
-from hypernas.runs import Run
+from hypernas.runs import Run, read_jsonl
 from hypernas.workflow import RunConfig, rank_run, start_run, train_run
 
 RESULTS = Path(__file__).parent / "results"
@@ -60,13 +60,8 @@ def nb201_labels() -> dict[str, dict[str, float]]:
 def fmnist_truth() -> dict[str, float]:
     """{code: test accuracy}, averaged over the seeds each cell was trained with."""
     accs: dict[str, list[float]] = {}
-    if TRUTH.exists():
-        for line in TRUTH.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            accs.setdefault(row["code"], []).append(row["test_acc"])
+    for row in read_jsonl(TRUTH):
+        accs.setdefault(row["code"], []).append(row["test_acc"])
     return {code: statistics.fmean(v) for code, v in accs.items()}
 
 
@@ -85,9 +80,9 @@ def metrics(scores: dict[str, float], truth: dict[str, float]) -> dict[str, floa
     codes = [c for c in scores if c in truth]
     s, t = [scores[c] for c in codes], [truth[c] for c in codes]
     k = max(1, len(codes) // 10)
-    top_s = set(sorted(codes, key=lambda c: -scores[c])[:k])
-    top_t = set(sorted(codes, key=lambda c: -truth[c])[:k])
     order = sorted(codes, key=lambda c: -scores[c])
+    top_s = set(order[:k])
+    top_t = set(sorted(codes, key=lambda c: -truth[c])[:k])
     return {"n": len(codes), "spearman": spearmanr(s, t).statistic,
             "kendall": kendalltau(s, t).statistic, "top10_overlap": len(top_s & top_t) / k,
             "top_pick": order[0], "top_pick_acc": truth[order[0]],
@@ -97,13 +92,8 @@ def metrics(scores: dict[str, float], truth: dict[str, float]) -> dict[str, floa
 def seed_agreement() -> dict[str, float]:
     """How well the truth agrees with itself: Kendall between the two seeds of reseeded cells."""
     seeds: dict[int, dict[str, float]] = {0: {}, 1: {}}
-    if TRUTH.exists():
-        for line in TRUTH.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            seeds.setdefault(row["seed"], {})[row["code"]] = row["test_acc"]
+    for row in read_jsonl(TRUTH):
+        seeds.setdefault(row["seed"], {})[row["code"]] = row["test_acc"]
     both = sorted(set(seeds[0]) & set(seeds[1]))
     if len(both) < 3:
         return {"n": len(both)}

@@ -165,11 +165,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 JSON_FIELDS = ("rank", "line", "encoding", "id", "score", "spread", "params", "macs")
 
 
-def _json_row(row: dict[str, Any], extra: dict[str, dict[str, float]] | None = None) -> str:
+def _json_fields(row: dict[str, Any], extra: dict[str, dict[str, float]] | None = None
+                 ) -> dict[str, Any]:
+    """The fields a ranking row shows in ``--json`` output (``rank`` and ``show`` alike)."""
     fields = {k: row.get(k) for k in JSON_FIELDS if k in row}
     if extra:
         fields["proxies"] = {p: extra[p].get(row["id"]) for p in extra}
-    return json.dumps(fields)
+    return fields
+
+
+def _check_ray_args(args: argparse.Namespace, workers: str) -> None:
+    """``--address`` only with ``--workers``; ``workers`` says what the workers do."""
+    if args.address and not args.workers:
+        raise HypernasError(f"--address needs --workers {workers}")
 
 
 def _rank_live(console: Console, title: str, total: int, top: int = 10):
@@ -237,8 +245,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     if args.ranking:
         labels[args.scorer] = args.ranking
     unique = {c.id for c in cands}
-    if args.address and not args.workers:
-        raise HypernasError("--address needs --workers K (the number of scoring actors)")
+    _check_ray_args(args, "K (the number of scoring actors)")
     if args.workers is not None and args.workers < 1:
         raise HypernasError(f"--workers must be at least 1, got {args.workers}")
     session: Any = contextlib.nullcontext()
@@ -271,7 +278,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     shown = rows[:args.top] if args.top else rows
     if args.json:
         for row in shown:
-            sys.stdout.write(_json_row(row, extra) + "\n")
+            sys.stdout.write(json.dumps(_json_fields(row, extra)) + "\n")
         return 0
     _console().print(ranking_table(shown, extra, title=f"{args.run}: {len(rows)} candidates by "
                                                        f"{labels[args.scorer]}"))
@@ -308,7 +315,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         trained = {i: r["val_acc"] for i, r in refined_rows(run).items()}
         for row in picked:
             extra = {"trained_val_acc": trained[row["id"]]} if row["id"] in trained else {}
-            sys.stdout.write(json.dumps({**json.loads(_json_row(row)), **extra}) + "\n")
+            sys.stdout.write(json.dumps({**_json_fields(row), **extra}) + "\n")
         return 0
     label = args.ranking or default_label(run)
     trained = {i: r["val_acc"] for i, r in refined_rows(run).items()}
@@ -351,8 +358,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
                       f"mutation {t.get('mutation')} epochs {t.get('epochs')} lr "
                       f"{t.get('lr', 0):.3g}: {value}", markup=False)
 
-    if args.address and not args.workers:
-        raise HypernasError("--address needs --workers W (trials trained at once)")
+    _check_ray_args(args, "W (trials trained at once)")
     study = refine_run(loaded, cfg, on_trial=on_trial, workers=args.workers, address=args.address)
     best = study.best_trial
     console.print(f"best: trial {best.number}, {best.user_attrs['id']} val acc {best.value:.4f} "
@@ -375,6 +381,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from .console import ranking_table
     from .pipeline import SearchConfig, run_search
+    from .refine import refined_rows
 
     formats = tuple(f for f in args.format.split(",") if f)
     cfg = SearchConfig(space=args.space, data=args.data,
@@ -382,8 +389,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                        resolution=args.resolution, budget_minutes=args.budget, candidates=args.n, top=args.top,
                        trials=args.trials, workers=args.workers, address=args.address,
                        formats=formats, name=args.run, seed=args.seed)
-    if args.address and not args.workers:
-        raise HypernasError("--address needs --workers K (the number of scoring actors)")
+    _check_ray_args(args, "K (the number of scoring actors)")
     console, err = _console(), _console(stderr=True)
     last_log = {"step": 0}
 
@@ -411,9 +417,6 @@ def cmd_search(args: argparse.Namespace) -> int:
             console.print(f"[4/4] exporting the winner -> {info['out']}", markup=False)
 
     result = run_search(cfg, on_event)
-    trained = {}
-    from .refine import refined_rows
-
     trained = {i: r["val_acc"] for i, r in refined_rows(result["run"]).items()}
     rows = [{**r, "rank": i} for i, r in enumerate(result["ranking"], start=1)][:args.show]
     console.print(ranking_table(rows, {"trained val acc": trained},

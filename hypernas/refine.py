@@ -94,7 +94,7 @@ def open_study(run: Run, seed: int = 0, create: bool = True) -> optuna.Study:
 @contextmanager
 def _lock(run: Run) -> Iterator[None]:
     """One refinement per run at a time (a PID file; a dead owner's lock is taken over)."""
-    path = run.path / "refine.lock"
+    path = run.refine_lock_path
     if path.exists():
         try:
             pid = int(path.read_text().strip() or 0)
@@ -315,11 +315,11 @@ def _state_bytes(net: Network) -> bytes:
 
 
 def _save_weights(run: Run, number: int, blob: bytes) -> None:
-    folder = run.path / "refined"
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"trial_{number}.tmp"
+    path = run.refined_weights_path(number)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
     tmp.write_bytes(blob)
-    os.replace(tmp, folder / f"trial_{number}.safetensors")
+    os.replace(tmp, path)
 
 
 def refined_rows(run: Run) -> dict[str, dict[str, Any]]:
@@ -345,7 +345,7 @@ def best_refined(run: Run) -> dict[str, Any]:
         raise StudyError(f"run {run.name!r} has no finished refinement trial; run hypernas "
                          f"refine {run.name}")
     cid, row = max(rows.items(), key=lambda kv: kv[1]["val_acc"])
-    weights = run.path / "refined" / f"trial_{row['trial']}.safetensors"
+    weights = run.refined_weights_path(row["trial"])
     if not weights.exists():
         raise RunError(f"weights of trial {row['trial']} are missing ({weights}); re-run "
                        f"hypernas refine {run.name}")
@@ -373,7 +373,7 @@ def export_run(run: Run, out: str | Path, arch: str | None = None,
                              f"candidate of run {run.name!r}; refined: "
                              f"{', '.join(sorted(rows)) or 'none'}")
         chosen = {**rows[ids[0]], "id": ids[0],
-                  "weights": run.path / "refined" / f"trial_{rows[ids[0]]['trial']}.safetensors"}
+                  "weights": run.refined_weights_path(rows[ids[0]]["trial"])}
     loaded = load_run(run)
     cand = loaded.space.replay(chosen["encoding"])
     net = Network(cand.graph)

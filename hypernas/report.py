@@ -145,17 +145,17 @@ def run_summary(run: Run) -> dict[str, Any]:
                     else meta["elapsed"] >= 60 * train.get("budget_minutes", 0) - 1)
             out["step"] = meta["step"]
             out["stage"] = "trained" if done else "training (stopped)"
-    labels = ranking_labels(run)
-    if labels:
+    if ranking_labels(run):
+        label = default_label(run)
         try:
-            rows = ranked_rows(run, default_label(run))
+            rows = ranked_rows(run, label)
         except RunError:
             rows = []
         if rows:
             out["stage"] = "ranked"
             out["ranked"] = len(rows)
             best = rows[0]
-            out["best"] = {"label": default_label(run), "id": best["id"], "score": best["score"],
+            out["best"] = {"label": label, "id": best["id"], "score": best["score"],
                            "spread": best.get("spread", 0.0)}
     return out
 

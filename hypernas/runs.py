@@ -5,7 +5,8 @@
         checkpoints/last.safetensors hypernetwork weights + optimiser state, step in metadata
         train_log.jsonl              one line per logged training step
         rankings/<label>.jsonl       scored candidates, one JSON object per line
-        study.db                     the Optuna refinement study
+        study.db                     the Optuna refinement study (refine.lock while it runs)
+        refined/trial_<n>.safetensors weights of each finished refinement trial
         exports/                     exported models
 
 Readers tolerate a truncated last line (a kill mid-write); writers append and flush.
@@ -76,6 +77,14 @@ class Run:
     @property
     def exports_dir(self) -> Path:
         return self.path / "exports"
+
+    @property
+    def refine_lock_path(self) -> Path:
+        return self.path / "refine.lock"
+
+    def refined_weights_path(self, trial: int) -> Path:
+        """Weights of finished refinement trial ``trial``."""
+        return self.path / "refined" / f"trial_{trial}.safetensors"
 
     def exists(self) -> bool:
         return self.config_path.exists()

@@ -111,7 +111,7 @@ def test_refuses_another_runs_study_and_a_running_refinement(runs, capsys):
     capsys.readouterr()
     assert main(["refine", "u", "--trials", "1", "--max-epochs", "1"]) == 2
     assert "belongs to run 't'" in capsys.readouterr().err
-    (runs / "t" / "refine.lock").write_text(str(os.getppid()))      # a live process holds it
+    Run("t", root=runs).refine_lock_path.write_text(str(os.getppid()))      # a live process holds it
     assert main(["refine", "t", "--trials", "1", "--max-epochs", "1"]) == 2
     assert "is being refined by process" in capsys.readouterr().err
 
@@ -170,7 +170,7 @@ def test_trials_on_ray_workers_fill_the_same_study(runs, capsys):
     for t in trials:
         assert len(t.intermediate_values) >= 1 and t.user_attrs["recipe"]["epochs"] >= 1
         if t.state == optuna.trial.TrialState.COMPLETE:
-            assert (run.path / "refined" / f"trial_{t.number}.safetensors").exists()
+            assert run.refined_weights_path(t.number).exists()
     assert main(["export", "t", "--out", str(runs / "x"), "--format", "safetensors"]) == 0
     assert hn.load(runs / "x") is not None
 

@@ -52,7 +52,7 @@ from .workflow import (LoadedRun, RunConfig, make_scorer, materialise, missing_c
                        ranking_rows)
 
 __all__ = ["rank_on_ray", "ray_session", "ScoringWorker", "DistributedError",
-           "ClusterUnreachableError"]
+           "ClusterUnreachableError", "hypernet_from_bytes", "portable_config", "lost_errors"]
 
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())  # retries are logged; the application decides if shown
@@ -89,7 +89,7 @@ class ScoringWorker:
         if scorer == "hypernet":
             if checkpoint is None:
                 raise DistributedError("the hypernet scorer needs the checkpoint's bytes")
-            hnet = _hypernet_from_bytes(checkpoint, cfg)
+            hnet = hypernet_from_bytes(checkpoint, cfg)
         self._score = make_scorer(scorer, cfg, data, hnet, device=device, chunk=10**6)
 
     def ready(self) -> int:
@@ -101,7 +101,9 @@ class ScoringWorker:
         return self._score([self.space.replay(e) for e in encodings])
 
 
-def _hypernet_from_bytes(data: bytes, cfg: RunConfig) -> GraphHyperNetwork:
+def hypernet_from_bytes(data: bytes, cfg: RunConfig) -> GraphHyperNetwork:
+    """A hypernetwork from the bytes of a checkpoint file (as shipped to workers once), checked
+    against ``cfg`` like any checkpoint."""
     with tempfile.TemporaryDirectory(prefix="hypernas-") as tmp:
         path = Path(tmp) / "last.safetensors"
         path.write_bytes(data)
@@ -146,7 +148,7 @@ def rank_on_ray(loaded: LoadedRun, cands: Sequence[Candidate], scorer: str = "hy
     parts = [todo[i:i + size] for i in range(0, len(todo), size)]
     done: dict[int, list[dict[str, Any]]] = {}
     with ray_session(address, workers) as ray:
-        pool = _Pool(ray, _portable(loaded.config.to_dict()), scorer, checkpoint, workers, retries)
+        pool = _Pool(ray, portable_config(loaded.config.to_dict()), scorer, checkpoint, workers, retries)
         try:
             for index, scored in pool.run([[c.encoding for c in part] for part in parts]):
                 rows = [{**r, "encoding": c.encoding, "id": c.id, "scorer": scorer}
@@ -180,7 +182,7 @@ def _check_workers(workers: int) -> None:
                                "with K >= 1 (or leave it out to rank in this process)")
 
 
-def _portable(config: dict[str, Any]) -> dict[str, Any]:
+def portable_config(config: dict[str, Any]) -> dict[str, Any]:
     """The config with a ``.py`` space path and an ``npz`` data path made absolute, since the
     workers' working directory is not the driver's (the files must exist on every node)."""
     out = {**config, "data": dict(config["data"])}
@@ -280,7 +282,7 @@ def _check_auth_env() -> None:
 
 # ----- the actor pool ------------------------------------------------------------------------
 
-def _lost_errors(ray: Any) -> tuple[type[BaseException], ...]:
+def lost_errors(ray: Any) -> tuple[type[BaseException], ...]:
     """Errors that mean a worker, its node or a result is gone: the chunk can be retried."""
     ex = ray.exceptions
     return (ex.RayActorError, ex.NodeDiedError, ex.WorkerCrashedError, ex.ObjectLostError,
@@ -298,7 +300,7 @@ class _Pool:
         self.cls = ray.remote(ScoringWorker).options(
             num_cpus=1, num_gpus=1 if gpu else 0, max_restarts=0, max_task_retries=0)
         self.args = (config, scorer, ray.put(checkpoint), "cuda" if gpu else "cpu")
-        self.lost = _lost_errors(ray)
+        self.lost = lost_errors(ray)
         self.actors: list[Any] = []
         self.starting: dict[Any, Any] = {}  # ready() ref -> actor
         self.failed_starts = 0

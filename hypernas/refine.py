@@ -219,13 +219,13 @@ def train_trial(config: dict[str, Any], checkpoint: bytes | None, encoding: str,
                 recipe: dict[str, Any], table: dict[int, list[float]]) -> dict[str, Any]:
     """What a Ray worker runs for one trial: train ``encoding`` with ``recipe`` from predicted
     (``checkpoint``) or random weights; ``history``, ``pruned`` and the weights' bytes back."""
-    from .distributed import _hypernet_from_bytes
+    from .distributed import hypernet_from_bytes
     from .workflow import RunConfig, materialise
 
     torch.set_num_threads(1)
     cfg = RunConfig.from_dict(config)
     space, data = materialise(cfg)
-    hnet = _hypernet_from_bytes(checkpoint, cfg).eval() if checkpoint is not None else None
+    hnet = hypernet_from_bytes(checkpoint, cfg).eval() if checkpoint is not None else None
     net = _initial_network(space.replay(encoding), hnet)
     history: list[dict[str, float]] = []
 
@@ -257,13 +257,13 @@ def _optimize_on_ray(loaded: LoadedRun, study: optuna.Study, bases: dict[str, st
                      report_trial: Callable, retries: int = 3) -> None:
     """Ask/tell on this process, training on ``workers`` Ray workers; a trial whose worker is
     lost is failed and queued again with its parameters."""
-    from .distributed import _lost_errors, _portable, ray_session
+    from .distributed import lost_errors, portable_config, ray_session
 
     checkpoint = loaded.run.checkpoint_path.read_bytes() if cfg.warm_start else None
     with ray_session(address, workers) as ray:
         remote = ray.remote(num_cpus=1, max_retries=0)(train_trial)
-        config, blob, lost = ray.put(_portable(loaded.config.to_dict())), ray.put(checkpoint), \
-            _lost_errors(ray)
+        config, blob, lost = ray.put(portable_config(loaded.config.to_dict())), ray.put(checkpoint), \
+            lost_errors(ray)
         running: dict[Any, optuna.Trial] = {}
         tries: dict[int, int] = {}
         while _finished(study) + len(running) < cfg.trials or running:

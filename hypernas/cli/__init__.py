@@ -1,0 +1,202 @@
+"""The ``hypernas`` command line. The only module that writes to the terminal.
+
+Errors hypernas raises on purpose end the command with a one-line reason and exit status 2;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Callable, Sequence
+
+from ..errors import HypernasError
+from ._common import EXIT_USAGE, _add_space_args, _console
+from .rank import cmd_rank, cmd_train
+from .search import cmd_export, cmd_refine, cmd_search
+from .show import cmd_runs, cmd_show
+from .spaces import cmd_datasets, cmd_sample, cmd_show_arch, cmd_spaces
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every ``hypernas`` command."""
+    parser = argparse.ArgumentParser(
+        prog="hypernas", description="Hypernetwork-driven neural architecture search.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("spaces", help="list search spaces and their sizes",
+                       description="List the search spaces and their sizes.")
+    p.set_defaults(func=cmd_spaces)
+
+    p = sub.add_parser("sample", help="sample random candidates of a space",
+                       description="Sample random candidates of a search space.")
+    _add_space_args(p)
+    p.add_argument("--n", type=int, default=10, help="number of candidates (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--json", action="store_true",
+                   help='one JSON object per line: {"encoding", "id", "graph"}')
+    p.add_argument("--allow-duplicates", action="store_true",
+                   help="keep candidates whose canonical id was already drawn")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("show-arch", help="show one architecture as a tree",
+                       description="Show the architecture an encoding describes, as a tree with "
+                                   "shapes and parameter counts.")
+    _add_space_args(p)
+    p.add_argument("encoding", help="the candidate's encoding (NB201: arch string or 6-digit code)")
+    p.add_argument("--json", action="store_true", help="print the candidate as one JSON object")
+    p.add_argument("--save", metavar="FILE", help="also write the graph as node-link JSON")
+    p.set_defaults(func=cmd_show_arch)
+
+    p = sub.add_parser("train", help="train a hypernetwork over a search space",
+                       description="Train a graph hypernetwork over a search space; resumes "
+                                   "from runs/RUN's last checkpoint when re-run.")
+    p.add_argument("space", help="search space name or path to a .py file")
+    p.add_argument("--run", required=True, help="run name: everything goes to runs/RUN/")
+    p.add_argument("--data", default="fashion-mnist", help="dataset (default fashion-mnist)")
+    p.add_argument("--budget", type=float, help="wall-clock minutes (default 30)")
+    p.add_argument("--steps", type=int, help="optimisation steps instead of a time budget")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="space setting (repeatable)")
+    p.add_argument("--resolution", type=int, help="resize square images to this side")
+    p.add_argument("--backbone", default="gated_gnn",
+                   help="gated_gnn | graph_transformer | graph_free (default gated_gnn)")
+    p.add_argument("--dim", type=int, default=64, help="node embedding width (default 64)")
+    p.add_argument("--samples", type=int, default=4, help="weight samples (ensemble heads) (4)")
+    p.add_argument("--meta-batch", type=int, default=8, help="architectures per step (8)")
+    p.add_argument("--large-draws", type=int, default=3,
+                   help="half of each meta-batch is the largest of this many random draws, so "
+                        "large candidates get their share of training (3; 1 = uniform)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per step (64)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (2e-3)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: small ops run steadier single-threaded)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("rank", help="score candidates with a run's hypernetwork or a proxy",
+                       description="Score random candidates (--n) or those listed in a file "
+                                   "(--archs, one encoding per line) and print the ranking.")
+    p.add_argument("run", help="run name (runs/RUN/)")
+    p.add_argument("--n", type=int, default=100, help="random candidates (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
+    p.add_argument("--archs", metavar="FILE", help="file with one encoding per line")
+    p.add_argument("--scorer", default="hypernet",
+                   help="hypernet | params | synflow | naswot | jacob_cov | snip | grad_norm")
+    p.add_argument("--proxies", default="", metavar="A,B",
+                   help="proxies to compute and show side by side, e.g. params,naswot")
+    p.add_argument("--ranking", metavar="LABEL",
+                   help="name of the ranking to write (default: the scorer's name)")
+    p.add_argument("--workers", type=int, metavar="K",
+                   help="score on Ray with K actors (a private local Ray unless --address)")
+    p.add_argument("--address", metavar="HOST:PORT",
+                   help="join a running Ray cluster (as `ray start --head` printed it); "
+                        "needs --workers")
+    p.add_argument("--top", type=int, help="show only the best N")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: small ops run steadier single-threaded)")
+    p.set_defaults(func=cmd_rank)
+
+    p = sub.add_parser("show", help="show a run's ranking, or one architecture with its scores",
+                       description="Print a run's ranked candidates (filter, sort, --json), or "
+                                   "with --arch ID one candidate drawn as a tree with its score "
+                                   "under every ranking of the run.")
+    p.add_argument("run", help="run name (runs/RUN/)")
+    p.add_argument("--ranking", metavar="LABEL",
+                   help="which ranking (default: hypernet, else the run's first)")
+    p.add_argument("--arch", metavar="ID", help="one candidate by canonical id (or a prefix)")
+    p.add_argument("--top", type=int, help="show the first N rows (after filters and sorting)")
+    p.add_argument("--sort", default="rank",
+                   help="rank | score | spread | params | macs | id | encoding (default rank)")
+    p.add_argument("--desc", action="store_true", help="sort descending")
+    p.add_argument("--max-params", type=int, metavar="N", help="only candidates with <= N params")
+    p.add_argument("--min-params", type=int, metavar="N", help="only candidates with >= N params")
+    p.add_argument("--max-macs", type=int, metavar="N", help="only candidates with <= N MACs")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("refine", help="refine the top of a ranking with real training (Optuna)",
+                       description="An Optuna study in runs/RUN/study.db seeded with the top-K "
+                                   "candidates: short real training warm-started from predicted "
+                                   "weights, with the recipe and local mutations as parameters; "
+                                   "pruned per epoch; resumable.")
+    p.add_argument("run", help="run name (runs/RUN/)")
+    p.add_argument("--top", type=int, default=8, help="ranked candidates to start from (8)")
+    p.add_argument("--trials", type=int, default=16, help="finished trials to reach (16)")
+    p.add_argument("--max-epochs", type=int, default=4, help="most epochs per trial (4)")
+    p.add_argument("--mutations", type=int, default=4,
+                   help="neighbours of each candidate Optuna may try instead (4; 0 = none)")
+    p.add_argument("--random-init", action="store_true",
+                   help="start trials from random weights instead of predicted ones")
+    p.add_argument("--ranking", metavar="LABEL", help="which ranking (default: hypernet)")
+    p.add_argument("--workers", type=int, metavar="W",
+                   help="train W trials at once on Ray (a private local Ray unless --address)")
+    p.add_argument("--address", metavar="HOST:PORT", help="a running Ray cluster (with --workers)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
+    p.set_defaults(func=cmd_refine)
+
+    p = sub.add_parser("export", help="export the refined winner (or --arch ID) to a directory",
+                       description="Write safetensors weights, graph JSON and a model card, plus "
+                                   "ONNX (checked against onnxruntime) and a torch.export .pt2.")
+    p.add_argument("run", help="run name (runs/RUN/)")
+    p.add_argument("--out", required=True, help="directory to create")
+    p.add_argument("--arch", metavar="ID", help="a refined candidate (default: the best)")
+    p.add_argument("--format", default="safetensors,onnx,pt2",
+                   help="comma-separated: safetensors,onnx,pt2 (default all)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("search", help="train -> rank -> refine -> export in one command",
+                       description="The whole search in one resumable command. With no "
+                                   "arguments: NB201 (C=16, N=1) on Fashion-MNIST at 16x16, "
+                                   "about 15 minutes on 2 CPU cores.")
+    p.add_argument("space", nargs="?", default="nb201", help="search space (default nb201)")
+    p.add_argument("--data", default="fashion-mnist", help="dataset (default fashion-mnist)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="space setting (repeatable)")
+    p.add_argument("--budget", type=float, default=15.0,
+                   help="minutes for the whole search (default 15; 45%% trains the hypernet)")
+    p.add_argument("--resolution", type=int,
+                   help="resize square images to this side (default: 16 for fashion-mnist)")
+    p.add_argument("--n", type=int, default=200, help="candidates to rank (default 200)")
+    p.add_argument("--top", type=int, default=4, help="ranked candidates to refine (4)")
+    p.add_argument("--trials", type=int, default=6, help="refinement trials (6)")
+    p.add_argument("--workers", type=int, metavar="K", help="rank on Ray with K workers")
+    p.add_argument("--address", metavar="HOST:PORT", help="a running Ray cluster (with --workers)")
+    p.add_argument("--format", default="safetensors,onnx,pt2", help="export formats")
+    p.add_argument("--run", help="run name (default search-SPACE-DATA)")
+    p.add_argument("--show", type=int, default=10, help="rows of the final table (10)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("runs", help="list runs with their stage, size and best score",
+                       description="List the runs under runs/ (or $HYPERNAS_RUNS).")
+    p.add_argument("--root", help="runs folder (default $HYPERNAS_RUNS or runs/)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("datasets", help="list datasets and whether they are installed",
+                       description="List the datasets hypernas reads, and how to install them.")
+    p.set_defaults(func=cmd_datasets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``hypernas`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        return func(args)
+    except HypernasError as err:  # data errors included
+        _console(stderr=True).print(f"hypernas {args.command}: error: {err}", markup=False,
+                                    soft_wrap=True)
+        return EXIT_USAGE
+    except BrokenPipeError:  # e.g. `hypernas sample ... | head`
+        return 0

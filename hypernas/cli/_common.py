@@ -1,0 +1,85 @@
+"""Helpers shared by the ``hypernas`` commands: console, settings, spaces, JSON rows."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from ..errors import HypernasError
+
+__all__ = [
+    "EXIT_USAGE",
+    "JSON_FIELDS",
+    "_add_space_args",
+    "_check_ray_args",
+    "_console",
+    "_json_fields",
+    "_parse_setting",
+    "_space_from_args",
+]
+
+EXIT_USAGE = 2
+
+
+def _console(stderr: bool = False) -> Console:
+    # Piped output gets wide lines (rich would assume 80 columns) and no control codes.
+    stream = sys.stderr if stderr else sys.stdout
+    wide = None if stream.isatty() else 160
+    return Console(stderr=stderr, highlight=False, width=wide)
+
+
+def _parse_setting(text: str) -> tuple[str, Any]:
+    key, eq, value = text.partition("=")
+    if not eq or not key:
+        raise HypernasError(f"--set expects KEY=VALUE (e.g. --set N=1), got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _space_from_args(args: argparse.Namespace):
+    from ..space import load_space
+
+    overrides = dict(_parse_setting(s) for s in args.set or [])
+    if getattr(args, "data", None):
+        from ..data import list_datasets
+
+        info = {d.name: d for d in list_datasets()}
+        if args.data not in info:
+            raise HypernasError(f"unknown dataset {args.data!r}; known: {', '.join(info)}")
+        if info[args.data].input_shape is not None:
+            overrides.setdefault("input_shape", tuple(info[args.data].input_shape))
+        if info[args.data].num_classes is not None:
+            overrides.setdefault("num_classes", info[args.data].num_classes)
+    return load_space(args.space, **overrides)
+
+
+JSON_FIELDS = ("rank", "line", "encoding", "id", "score", "spread", "params", "macs")
+
+
+def _json_fields(row: dict[str, Any], extra: dict[str, dict[str, float]] | None = None
+                 ) -> dict[str, Any]:
+    """The fields a ranking row shows in ``--json`` output (``rank`` and ``show`` alike)."""
+    fields = {k: row.get(k) for k in JSON_FIELDS if k in row}
+    if extra:
+        fields["proxies"] = {p: extra[p].get(row["id"]) for p in extra}
+    return fields
+
+
+def _check_ray_args(args: argparse.Namespace, workers: str) -> None:
+    """``--address`` only with ``--workers``; ``workers`` says what the workers do."""
+    if args.address and not args.workers:
+        raise HypernasError(f"--address needs --workers {workers}")
+
+
+def _add_space_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("space", help="search space name (see `hypernas spaces`) or path to a .py file")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="space setting, e.g. --set N=1 --set 'input_shape=[1,28,28]' (repeatable)")
+    p.add_argument("--data", metavar="DATASET",
+                   help="shape the space for this dataset's inputs and classes (e.g. fashion-mnist)")

@@ -1,0 +1,167 @@
+"""The ``train`` and ``rank`` commands, with the live ranking display."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import sys
+from typing import Any, Callable
+
+from rich.console import Console
+
+from ..errors import HypernasError
+from ._common import _check_ray_args, _console, _json_fields, _parse_setting
+
+__all__ = ["cmd_rank", "cmd_train"]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..data import DataConfig
+    from ..hypernet.model import HyperNetConfig
+    from ..hypernet.trainer import HyperTrainConfig
+    from ..runs import Run
+    from ..workflow import RunConfig, start_run, train_run
+
+    if args.budget is not None and args.steps is not None:
+        raise HypernasError("give --budget MINUTES or --steps N, not both")
+    train = HyperTrainConfig(steps=args.steps, budget_minutes=args.budget or 30.0,
+                             meta_batch=args.meta_batch, large_draws=args.large_draws,
+                             batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    cfg = RunConfig(space=args.space, space_settings=dict(_parse_setting(s) for s in args.set or []),
+                    data=DataConfig(name=args.data, seed=args.seed), resolution=args.resolution,
+                    hypernet=HyperNetConfig(backbone=args.backbone, dim=args.dim,
+                                            samples=args.samples),
+                    train=train)
+    loaded = start_run(Run(args.run), cfg)
+    console = _console()
+    console.print(f"run [bold]{args.run}[/]: {loaded.space.name} on {loaded.data.name} "
+                  f"{'x'.join(map(str, loaded.data.input_shape))}, hypernet "
+                  f"{loaded.config.hypernet.backbone} -> {loaded.run.path}")
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+               TimeElapsedColumn(), TextColumn("step {task.fields[step]}  loss {task.fields[loss]}"
+                                               "  acc {task.fields[acc]}")]
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("training", total=100, step=0, loss="-", acc="-")
+
+        def on_log(row: dict) -> None:
+            total = loaded.config.train
+            done = (row["step"] / total.steps if total.steps else
+                    row["elapsed"] / (60 * total.budget_minutes))
+            progress.update(task, completed=100 * min(done, 1.0), step=row["step"],
+                            loss=f"{row['loss']:.3f}", acc=f"{row['acc']:.3f}")
+
+        summary = train_run(loaded, on_log=on_log)
+        progress.update(task, completed=100)
+    console.print(f"trained to step {summary['step']} in {summary['elapsed'] / 60:.1f} min "
+                  f"({summary['nan_skipped']} non-finite steps skipped); checkpoint "
+                  f"{loaded.run.checkpoint_path}")
+    return 0
+
+
+def _rank_live(console: Console, title: str, total: int, top: int = 10):
+    """A live display (progress, rate, ETA and the current top-k) fed with ranking rows."""
+    from rich.console import Group
+    from rich.live import Live
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    from ..console import ranking_table
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]} cand/s"), TimeElapsedColumn(),
+                        TextColumn("ETA"), TimeRemainingColumn(), console=console)
+    live = Live(progress, console=console, transient=True, refresh_per_second=4)
+
+    class Feed:
+        def __init__(self) -> None:
+            self.rows: dict[str, dict[str, Any]] = {}
+            self.task = progress.add_task(title, total=total, rate="-")
+
+        def start(self, label: str, done: dict[str, dict[str, Any]]) -> None:
+            progress.update(self.task, description=f"{title} [{label}]", completed=len(done),
+                            total=total)
+            progress.reset(self.task, completed=len(done), total=total)
+            self.rows = dict(done)
+            self.draw(label)
+
+        def add(self, label: str, rows: list[dict[str, Any]]) -> None:
+            self.rows.update((r["id"], r) for r in rows)
+            progress.advance(self.task, len(rows))
+            speed = progress.tasks[0].speed
+            progress.update(self.task, rate=f"{speed:.1f}" if speed else "-")
+            self.draw(label)
+
+        def draw(self, label: str) -> None:
+            best = sorted(self.rows.values(), key=lambda r: -r["score"])[:top]
+            live.update(Group(progress, ranking_table(best, title=f"current top {top} by {label}")))
+
+    return live, Feed()
+
+
+def cmd_rank(args: argparse.Namespace) -> int:
+    from ..console import ranking_table
+    from ..runs import Run
+    from ..workflow import load_run, rank_run, ranking_rows, read_archs
+
+    loaded = load_run(Run(args.run))
+    err = _console(stderr=True)
+    if args.archs:
+        lines = read_archs(loaded.space, args.archs)
+        for bad in (l for l in lines if l.error):
+            err.print(f"{args.archs}:{bad.line}: skipped: {bad.error}", markup=False,
+                      soft_wrap=True)
+        cands = [l.candidate for l in lines if l.candidate is not None]
+        if not cands:
+            raise HypernasError(f"no valid architecture in {args.archs}")
+    else:
+        if args.n < 1:
+            raise HypernasError(f"--n must be at least 1, got {args.n}")
+        cands = loaded.space.sample_many(args.n, seed=args.seed)
+    scorers = [args.scorer] + [p for p in (args.proxies.split(",") if args.proxies else [])
+                               if p and p != args.scorer]
+    labels = {s: s for s in scorers}
+    if args.ranking:
+        labels[args.scorer] = args.ranking
+    unique = {c.id for c in cands}
+    _check_ray_args(args, "K (the number of scoring actors)")
+    if args.workers is not None and args.workers < 1:
+        raise HypernasError(f"--workers must be at least 1, got {args.workers}")
+    session: Any = contextlib.nullcontext()
+    rank: Callable[..., dict[str, dict[str, Any]]] = rank_run
+    if args.workers:
+        from ..distributed import rank_on_ray, ray_session
+
+        session = ray_session(args.address, args.workers)  # one Ray start for every scorer
+        rank = functools.partial(rank_on_ray, workers=args.workers, address=args.address)
+    rankings = {}
+    live, feed = _rank_live(err, f"ranking {len(unique)} candidates", len(unique), top=10)
+    with session, live:
+        for scorer in scorers:
+            label = labels[scorer]
+            feed.start(label, {i: r for i, r in ranking_rows(loaded.run, label).items()
+                               if i in unique})
+            rankings[scorer] = rank(loaded, cands, scorer, label=label,
+                                    on_rows=lambda rows, l=label: feed.add(l, rows))
+    main = rankings[args.scorer]
+    if args.archs:
+        rows = [{**main[l.candidate.id], "line": l.line, "encoding": l.text}
+                for l in lines if l.candidate is not None]
+    else:
+        rows = [main[c.id] for c in cands]
+    rows.sort(key=lambda r: -r["score"])
+    order = {r["id"]: None for r in rows}
+    rank_of = {i: k for k, i in enumerate(order, start=1)}
+    rows = [{**r, "rank": rank_of[r["id"]]} for r in rows]
+    extra = {p: {i: r["score"] for i, r in rankings[p].items()} for p in scorers[1:]}
+    shown = rows[:args.top] if args.top else rows
+    if args.json:
+        for row in shown:
+            sys.stdout.write(json.dumps(_json_fields(row, extra)) + "\n")
+        return 0
+    _console().print(ranking_table(shown, extra, title=f"{args.run}: {len(rows)} candidates by "
+                                                       f"{labels[args.scorer]}"))
+    return 0

@@ -1,0 +1,100 @@
+"""The ``refine``, ``export`` and ``search`` commands."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ._common import _check_ray_args, _console, _parse_setting
+
+__all__ = ["cmd_export", "cmd_refine", "cmd_search"]
+
+
+def cmd_refine(args: argparse.Namespace) -> int:
+    from ..refine import RefineConfig, refine_run
+    from ..runs import Run
+    from ..workflow import load_run
+
+    cfg = RefineConfig(top=args.top, trials=args.trials, max_epochs=args.max_epochs,
+                       mutations=args.mutations, warm_start=not args.random_init,
+                       ranking=args.ranking, seed=args.seed)
+    loaded = load_run(Run(args.run))
+    console = _console()
+
+    def on_trial(t: dict[str, Any]) -> None:
+        value = f"val acc {t['value']:.4f}" if t["value"] is not None else t["state"].lower()
+        console.print(f"trial {t['number']:>3} [{t['finished']}/{t['of']}] {t.get('id', '?')} "
+                      f"mutation {t.get('mutation')} epochs {t.get('epochs')} lr "
+                      f"{t.get('lr', 0):.3g}: {value}", markup=False)
+
+    _check_ray_args(args, "W (trials trained at once)")
+    study = refine_run(loaded, cfg, on_trial=on_trial, workers=args.workers, address=args.address)
+    best = study.best_trial
+    console.print(f"best: trial {best.number}, {best.user_attrs['id']} val acc {best.value:.4f} "
+                  f"({best.user_attrs['encoding']}); study {loaded.run.study_path}", markup=False)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..refine import export_run
+    from ..runs import Run
+
+    formats = [f for f in args.format.split(",") if f]
+    card = export_run(Run(args.run), args.out, arch=args.arch, formats=formats, force=args.force)
+    _console().print(f"exported {card['id']} ({card['encoding']}), test acc "
+                     f"{card['test_acc']:.4f}, to {args.out}: {', '.join(sorted(card['files']))}",
+                     markup=False)
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from ..console import ranking_table
+    from ..pipeline import SearchConfig, run_search
+    from ..refine import refined_rows
+
+    formats = tuple(f for f in args.format.split(",") if f)
+    cfg = SearchConfig(space=args.space, data=args.data,
+                       space_settings=dict(_parse_setting(s) for s in args.set or []),
+                       resolution=args.resolution, budget_minutes=args.budget, candidates=args.n, top=args.top,
+                       trials=args.trials, workers=args.workers, address=args.address,
+                       formats=formats, name=args.run, seed=args.seed)
+    _check_ray_args(args, "K (the number of scoring actors)")
+    console, err = _console(), _console(stderr=True)
+    last_log = {"step": 0}
+
+    def on_event(stage: str, info: dict[str, Any]) -> None:
+        if stage == "train":
+            console.print(f"[1/4] training the hypernetwork for {info['minutes']:.1f} min "
+                          f"-> {info['run']}", markup=False)
+        elif stage == "train-step":
+            if info["step"] - last_log["step"] >= 100:
+                last_log["step"] = info["step"]
+                err.print(f"      step {info['step']}: loss {info['loss']:.3f} acc "
+                          f"{info['acc']:.3f}", markup=False)
+        elif stage == "rank":
+            console.print(f"[2/4] ranking {info['candidates']} candidates"
+                          + (f" on {info['workers']} Ray workers" if info["workers"] else ""),
+                          markup=False)
+        elif stage == "refine":
+            console.print(f"[3/4] refining the top {info['top']} with {info['trials']} "
+                          "training trials", markup=False)
+        elif stage == "trial":
+            value = f"{info['value']:.4f}" if info["value"] is not None else info["state"].lower()
+            console.print(f"      trial {info['number']} ({info.get('id', '?')}, mutation "
+                          f"{info.get('mutation')}): val acc {value}", markup=False)
+        elif stage == "export":
+            console.print(f"[4/4] exporting the winner -> {info['out']}", markup=False)
+
+    result = run_search(cfg, on_event)
+    trained = {i: r["val_acc"] for i, r in refined_rows(result["run"]).items()}
+    rows = [{**r, "rank": i} for i, r in enumerate(result["ranking"], start=1)][:args.show]
+    console.print(ranking_table(rows, {"trained val acc": trained},
+                                title=f"{cfg.run}: top {len(rows)} of {len(result['ranking'])} "
+                                      "by hypernet score"))
+    card = result["card"]
+    console.print(f"winner: {card['id']} {card['encoding']}", markup=False)
+    console.print(f"        val acc {card['val_acc']:.4f}, test acc {card['test_acc']:.4f}, "
+                  f"{card['params']:,} params", markup=False)
+    console.print(f"exported to {result['export']} ({', '.join(sorted(card['files']))}); "
+                  f"load it with hypernas.load(\"{result['export']}\")", markup=False)
+    return 0

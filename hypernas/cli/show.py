@@ -1,0 +1,67 @@
+"""The ``show`` and ``runs`` commands: a run's ranking, one architecture, every run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ._common import _console, _json_fields
+
+__all__ = ["cmd_runs", "cmd_show"]
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from ..console import arch_tree, ranking_table, scores_table
+    from ..network import count_macs, count_params
+    from ..refine import refined_rows
+    from ..report import (default_label, find_candidate, ranked_rows, run_space, scores_of,
+                         select_rows)
+    from ..runs import Run
+
+    run = Run(args.run)
+    if args.arch:
+        cand_id, encoding = find_candidate(run, args.arch)
+        cand = run_space(run).replay(encoding)
+        scores = scores_of(run, cand_id)
+        if args.json:
+            sys.stdout.write(json.dumps({"id": cand_id, "encoding": encoding,
+                                         "params": count_params(cand.graph),
+                                         "macs": count_macs(cand.graph), "scores": scores}) + "\n")
+            return 0
+        console = _console()
+        console.print(arch_tree(cand))
+        console.print(scores_table(scores))
+        return 0
+    rows = ranked_rows(run, args.ranking)
+    picked = select_rows(rows, sort=args.sort, descending=args.desc, top=args.top,
+                         max_params=args.max_params, min_params=args.min_params,
+                         max_macs=args.max_macs)
+    if args.json:
+        trained = {i: r["val_acc"] for i, r in refined_rows(run).items()}
+        for row in picked:
+            extra = {"trained_val_acc": trained[row["id"]]} if row["id"] in trained else {}
+            sys.stdout.write(json.dumps({**_json_fields(row), **extra}) + "\n")
+        return 0
+    label = args.ranking or default_label(run)
+    trained = {i: r["val_acc"] for i, r in refined_rows(run).items()}
+    extra = {"trained val acc": trained} if trained else None
+    _console().print(ranking_table(picked, extra, title=f"{args.run}: {len(picked)} of {len(rows)} "
+                                                 f"candidates ({label}), by {args.sort}"))
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from ..console import runs_table
+    from ..report import list_runs
+
+    summaries = list_runs(args.root)
+    if args.json:
+        for s in summaries:
+            sys.stdout.write(json.dumps(s) + "\n")
+        return 0
+    if not summaries:
+        _console().print("no runs yet; start one: hypernas train nb201 --run NAME")
+        return 0
+    _console().print(runs_table(summaries))
+    return 0

@@ -38,7 +38,7 @@ from hypernas.hypernet.model import HyperNetConfig
 from hypernas.hypernet.trainer import (HyperTrainConfig, load_checkpoint, meta_network,
                                        predicted_logits)
 from hypernas.runs import Run
-from hypernas.scoring import eval_batches
+from hypernas.scoring import eval_slices
 from hypernas.space import Candidate
 from hypernas.workflow import LoadedRun, RunConfig, rank_run, start_run, train_run
 
@@ -63,11 +63,13 @@ def timed_ranking(rank: Callable[..., dict], n: int) -> dict[str, Any]:
 
 @torch.no_grad()
 def floor_and_breakdown(loaded: LoadedRun, cands: list[Candidate]) -> dict[str, float]:
-    """Seconds per candidate: one plain forward pass (the floor), weight generation for every
-    head, and forward passes for every head with the loss, as ``score_hypernet`` runs them."""
+    """Seconds per candidate: one plain forward pass over the evaluation images (the floor),
+    weight generation for every head, and each head's forward pass with the loss over its own
+    slice of those images, as ``score_hypernet`` runs them."""
     hnet, _, _ = load_checkpoint(loaded.run.checkpoint_path, loaded.config.hypernet)
     hnet.eval()
-    batches = eval_batches(loaded.data.val, loaded.config.score)
+    slices = eval_slices(loaded.data.val, loaded.config.score, hnet.config.samples)
+    batches = [b for part in slices for b in part]
     nets = [meta_network(c.graph, c.id) for c in cands]  # built (and cached) outside the clocks
     gen = floor = fwd = 0.0
     for start in range(0, len(cands), PACK):
@@ -81,8 +83,8 @@ def floor_and_breakdown(loaded: LoadedRun, cands: list[Candidate]) -> dict[str, 
                 predicted_logits(net, heads[0], x)
             floor += time.perf_counter() - t0
             t0 = time.perf_counter()
-            for weights in heads:
-                for x, y in batches:
+            for weights, part in zip(heads, slices):
+                for x, y in part:
                     F.cross_entropy(predicted_logits(net, weights, x), y, reduction="sum")
             fwd += time.perf_counter() - t0
     n = len(cands)

@@ -21,7 +21,7 @@ from .hypernet.model import GraphHyperNetwork, HyperNetConfig
 from .hypernet.trainer import HyperTrainConfig, HyperTrainer, load_checkpoint
 from .proxies import list_proxies
 from .runs import Run, RunError, append_jsonl, read_jsonl
-from .scoring import ScoreConfig, eval_batches, score_hypernet, score_proxies
+from .scoring import ScoreConfig, eval_slices, score_hypernet, score_proxies
 from .space import Candidate, SearchSpace, load_space
 from .train import TrainConfig, prepare_dataset
 
@@ -189,10 +189,11 @@ def make_scorer(scorer: str, cfg: RunConfig, data: Dataset,
         if hnet is None:
             raise HypernasError("the hypernet scorer needs a trained hypernetwork")
         hnet = hnet.to(device)
-        batches = [(x.to(device), y.to(device)) for x, y in eval_batches(data.val, cfg.score)]
+        slices = [[(x.to(device), y.to(device)) for x, y in part]
+                  for part in eval_slices(data.val, cfg.score, hnet.config.samples)]
 
         def score(part: Sequence[Candidate]) -> list[dict[str, Any]]:
-            return score_hypernet(hnet, part, batches, chunk)
+            return score_hypernet(hnet, part, slices, chunk)
         return score
     if scorer in list_proxies():
         fixed = data.val.subset(cfg.score.proxy_batch, seed=cfg.score.seed)

@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large-draws", type=int, default=HyperTrainConfig.large_draws,
                         help="half of each meta-batch: the largest of this many draws")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--train-seed", type=int, default=HyperTrainConfig.seed,
+                        help="hypernetwork training seed (architecture and image draws, init)")
     parser.add_argument("--cells", type=int, default=1000, help="random connected cells")
     parser.add_argument("--seed", type=int, default=0, help="which random cells")
     parser.add_argument("--proxies", default=",".join(list_proxies()))
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                     hypernet=HyperNetConfig(backbone=args.backbone, samples=args.samples,
                                             layers=args.layers),
                     train=HyperTrainConfig(budget_minutes=args.budget,
-                                           large_draws=args.large_draws))
+                                           large_draws=args.large_draws, seed=args.train_seed))
     run = Run(args.run, root=args.runs_root)
     loaded = start_run(run, cfg)
     t0 = time.perf_counter()

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -22,13 +23,16 @@ from .data import DataConfig
 from .errors import HypernasError
 from .hypernet.model import HyperNetConfig
 from .hypernet.trainer import HyperTrainConfig
-from .refine import RefineConfig, best_refined, export_run, refine_run
+from .refine import RefineConfig, best_refined, export_run, open_study, refine_run
 from .runs import Run
 from .workflow import LoadedRun, RunConfig, rank_run, ranking_rows, start_run, train_run
 
 __all__ = ["SearchConfig", "run_search"]
 
 TRAIN_SHARE = 0.45  # of the budget: hypernetwork training (ranking and refinement fill the rest)
+EXPORT_RESERVE_MIN = 1.5  # minutes kept back from refinement for the trial that overruns + export
+MIN_REFINE_MIN = 1.0  # refinement always gets at least this long (its seeds start in order)
+REFINED = "search_refined"  # study attribute: the search's refinement stage has finished
 DEFAULT_SETTINGS = {"nb201": {"C": 16, "N": 1}}
 DEFAULT_RESOLUTION = {"fashion-mnist": 16}
 
@@ -45,9 +49,9 @@ class SearchConfig:
     budget_minutes: float = 15.0  # the whole search, on the machine it runs on
     candidates: int = 200  # random candidates ranked by the hypernetwork
     top: int = 4  # ranked candidates refined with real training
-    trials: int = 6  # refinement trials
-    max_epochs: int = 2  # epochs per refinement trial at most
-    refine_train_size: int = 5_000  # training images per refinement trial
+    trials: int = 12  # refinement trials at most (the budget usually stops it first)
+    max_epochs: int = 3  # epochs per refinement trial at most
+    refine_train_size: int = 10_000  # training images per refinement trial
     workers: int | None = None  # Ray workers for ranking (None: in this process)
     address: str | None = None  # a running Ray cluster (with workers)
     formats: tuple[str, ...] = ("safetensors", "onnx", "pt2")  # export formats
@@ -76,9 +80,14 @@ class SearchConfig:
                          hypernet=HyperNetConfig(),
                          train=HyperTrainConfig(budget_minutes=self.train_minutes, seed=self.seed))
 
-    def refine_config(self) -> RefineConfig:
+    def refine_config(self, ranking_minutes: float = 0.0) -> RefineConfig:
+        """Refinement gets what the budget leaves after training, ``ranking_minutes`` and a
+        reserve for the last trial and the export (at least ``MIN_REFINE_MIN``)."""
+        minutes = max(MIN_REFINE_MIN, self.budget_minutes - self.train_minutes - ranking_minutes
+                      - EXPORT_RESERVE_MIN)
         return RefineConfig(top=self.top, trials=self.trials, max_epochs=self.max_epochs,
-                            train_size=self.refine_train_size, seed=self.seed)
+                            train_size=self.refine_train_size, budget_minutes=minutes,
+                            seed=self.seed)
 
 
 def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None] | None = None
@@ -96,10 +105,15 @@ def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None
     event("trained", **summary)
     cands = loaded.space.sample_many(cfg.candidates, seed=cfg.seed)
     event("rank", candidates=len(cands), workers=cfg.workers)
+    started = time.monotonic()
     _rank(loaded, cands, cfg, lambda rows: event("ranked-rows", rows=len(rows)))
-    event("refine", top=cfg.top, trials=cfg.trials)
-    refine_run(loaded, cfg.refine_config(), on_trial=lambda t: event("trial", **t),
-               workers=cfg.workers, address=cfg.address)
+    if not (run.study_path.exists() and open_study(run, cfg.seed).user_attrs.get(REFINED)):
+        refine = cfg.refine_config((time.monotonic() - started) / 60)
+        event("refine", top=cfg.top, trials=cfg.trials, minutes=refine.budget_minutes)
+        study = refine_run(loaded, refine, on_trial=lambda t: event("trial", **t),
+                           workers=cfg.workers, address=cfg.address)
+        # the budget may have stopped it short of cfg.trials: a re-run must not add trials
+        study.set_user_attr(REFINED, True)
     best = best_refined(run)
     out = run.exports_dir / "best"
     event("export", out=str(out))

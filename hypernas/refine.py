@@ -18,8 +18,10 @@ study continues to the requested number of finished trials.
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +60,7 @@ class RefineConfig:
     train_size: int | None = 10_000  # class-balanced training images per trial
     warm_start: bool = True  # start from hypernetwork-predicted weights (False: random init)
     ranking: str | None = None  # which ranking (default: hypernet, else the run's first)
+    budget_minutes: float | None = None  # no new trial starts after this long (None: no limit)
     seed: int = 0  # sampler, weight init, batch order
 
     def __post_init__(self) -> None:
@@ -67,6 +70,8 @@ class RefineConfig:
                                     f"{getattr(self, key)}")
         if self.mutations < 0:
             raise HypernasError(f"--mutations must be 0 or more, got {self.mutations}")
+        if self.budget_minutes is not None and self.budget_minutes <= 0:
+            raise HypernasError(f"--budget must be positive minutes, got {self.budget_minutes}")
 
 
 def _storage_url(run: Run) -> str:
@@ -140,8 +145,12 @@ def trial_candidate(loaded: LoadedRun, base_encoding: str, mutation: int) -> Can
 def refine_run(loaded: LoadedRun, cfg: RefineConfig,
                on_trial: Callable[[dict[str, Any]], None] | None = None,
                workers: int | None = None, address: str | None = None) -> optuna.Study:
-    """Run (or continue) the run's refinement study until ``cfg.trials`` trials have finished;
-    with ``workers`` > 1, that many trials train at once on Ray (see :func:`_optimize_on_ray`)."""
+    """Run (or continue) the run's refinement study until ``cfg.trials`` trials have finished or
+    ``cfg.budget_minutes`` have passed (no trial starts after that, running ones finish, and at
+    least one trial runs per call); with
+    ``workers`` > 1, that many trials train at once on Ray (see :func:`_optimize_on_ray`)."""
+    deadline = (time.monotonic() + 60 * cfg.budget_minutes if cfg.budget_minutes is not None
+                else math.inf)
     run = loaded.run
     rows = ranked_rows(run, cfg.ranking)[:cfg.top]
     bases = {row["id"]: row["encoding"] for row in rows}
@@ -167,7 +176,7 @@ def refine_run(loaded: LoadedRun, cfg: RefineConfig,
                           **trial.params, **trial.user_attrs})
 
         if workers is not None and workers > 1:
-            _optimize_on_ray(loaded, study, bases, cfg, workers, address, report_trial)
+            _optimize_on_ray(loaded, study, bases, cfg, workers, address, report_trial, deadline)
             return study
 
         def objective(trial: optuna.Trial) -> float:
@@ -184,9 +193,15 @@ def refine_run(loaded: LoadedRun, cfg: RefineConfig,
             trial.set_user_attr("history", result.history)
             return result.val_acc
 
+        first = True  # every call runs at least one trial, so a re-run always makes progress
         while _finished(study) < cfg.trials:
-            study.optimize(objective, n_trials=cfg.trials - _finished(study),
+            left = deadline - time.monotonic()
+            if left <= 0 and not first:
+                break
+            study.optimize(objective, n_trials=1 if left <= 0 else cfg.trials - _finished(study),
+                           timeout=None if left <= 0 or math.isinf(left) else left,
                            callbacks=[report_trial], gc_after_trial=False)
+            first = False
     return study
 
 
@@ -254,9 +269,10 @@ def _prune_table(study: optuna.Study) -> dict[int, list[float]]:
 
 def _optimize_on_ray(loaded: LoadedRun, study: optuna.Study, bases: dict[str, str],
                      cfg: RefineConfig, workers: int, address: str | None,
-                     report_trial: Callable, retries: int = 3) -> None:
-    """Ask/tell on this process, training on ``workers`` Ray workers; a trial whose worker is
-    lost is failed and queued again with its parameters."""
+                     report_trial: Callable, deadline: float = math.inf, retries: int = 3) -> None:
+    """Ask/tell on this process, training on ``workers`` Ray workers until ``cfg.trials`` have
+    finished or the ``time.monotonic()`` deadline passed; a trial whose worker is lost is failed
+    and queued again with its parameters."""
     from .distributed import lost_errors, portable_config, ray_session
 
     checkpoint = loaded.run.checkpoint_path.read_bytes() if cfg.warm_start else None
@@ -266,13 +282,22 @@ def _optimize_on_ray(loaded: LoadedRun, study: optuna.Study, bases: dict[str, st
             lost_errors(ray)
         running: dict[Any, optuna.Trial] = {}
         tries: dict[int, int] = {}
-        while _finished(study) + len(running) < cfg.trials or running:
-            while len(running) < workers and _finished(study) + len(running) < cfg.trials:
+        asked = [0]  # trials asked in this call: the first is asked whatever the deadline
+
+        def more() -> bool:
+            return (_finished(study) + len(running) < cfg.trials
+                    and (time.monotonic() < deadline or not asked[0]))
+
+        while more() or running:
+            while len(running) < workers and more():
                 trial = study.ask()
+                asked[0] += 1
                 cand, recipe = _plan(trial, loaded, bases, cfg)
                 ref = remote.remote(config, blob, cand.encoding, recipe.to_dict(),
                                     _prune_table(study))
                 running[ref] = trial
+            if not running:  # the deadline passed between the two checks
+                break
             (ref,), _ = ray.wait(list(running), num_returns=1)
             trial = running.pop(ref)
             try:

@@ -60,6 +60,19 @@ def test_refine_starts_from_the_top_and_feeds_back_into_show(runs, capsys):
     assert again[3].user_attrs["warm_start"] is False
 
 
+def test_budget_stops_new_trials_but_each_call_makes_progress(runs, capsys):
+    argv = ["refine", "t", "--top", "2", "--trials", "4", "--max-epochs", "1"]
+    assert main([*argv, "--budget", "1e-6"]) == 0       # spent at once: still one trial
+    run = Run("t", root=runs)
+    assert len(open_study(run, create=False).get_trials(states=DONE)) == 1
+    assert main([*argv, "--budget", "1e-6"]) == 0
+    assert len(open_study(run, create=False).get_trials(states=DONE)) == 2
+    assert main(argv) == 0                              # no budget: on to the trial count
+    assert len(open_study(run, create=False).get_trials(states=DONE)) == 4
+    assert main([*argv, "--budget", "0"]) == 2
+    assert "--budget must be positive" in capsys.readouterr().err
+
+
 def test_a_trial_killed_mid_run_is_retried_with_its_parameters(runs, capsys):
     run = Run("t", root=runs)
     study = open_study(run)

@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=8, help="ranked candidates to start from (8)")
     p.add_argument("--trials", type=int, default=16, help="finished trials to reach (16)")
     p.add_argument("--max-epochs", type=int, default=4, help="most epochs per trial (4)")
+    p.add_argument("--budget", type=float, metavar="MINUTES",
+                   help="start no trial after this many minutes (running ones finish)")
     p.add_argument("--mutations", type=int, default=4,
                    help="neighbours of each candidate Optuna may try instead (4; 0 = none)")
     p.add_argument("--random-init", action="store_true",
@@ -162,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resize square images to this side (default: 16 for fashion-mnist)")
     p.add_argument("--n", type=int, default=200, help="candidates to rank (default 200)")
     p.add_argument("--top", type=int, default=4, help="ranked candidates to refine (4)")
-    p.add_argument("--trials", type=int, default=6, help="refinement trials (6)")
+    p.add_argument("--trials", type=int, default=12,
+                   help="refinement trials at most (12; the budget may stop them sooner)")
     p.add_argument("--workers", type=int, metavar="K", help="rank on Ray with K workers")
     p.add_argument("--address", metavar="HOST:PORT", help="a running Ray cluster (with --workers)")
     p.add_argument("--format", default="safetensors,onnx,pt2", help="export formats")

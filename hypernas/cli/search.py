@@ -17,7 +17,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
 
     cfg = RefineConfig(top=args.top, trials=args.trials, max_epochs=args.max_epochs,
                        mutations=args.mutations, warm_start=not args.random_init,
-                       ranking=args.ranking, seed=args.seed)
+                       ranking=args.ranking, budget_minutes=args.budget, seed=args.seed)
     loaded = load_run(Run(args.run))
     console = _console()
 
@@ -76,8 +76,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                           + (f" on {info['workers']} Ray workers" if info["workers"] else ""),
                           markup=False)
         elif stage == "refine":
-            console.print(f"[3/4] refining the top {info['top']} with {info['trials']} "
-                          "training trials", markup=False)
+            console.print(f"[3/4] refining the top {info['top']} with up to {info['trials']} "
+                          f"training trials in {info['minutes']:.1f} min", markup=False)
         elif stage == "trial":
             value = f"{info['value']:.4f}" if info["value"] is not None else info["state"].lower()
             console.print(f"      trial {info['number']} ({info.get('id', '?')}, mutation "

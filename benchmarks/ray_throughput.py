@@ -8,10 +8,11 @@ ranking label. Ray timings start cold (a private local cluster and its actors ar
 down inside the call); ``steady`` rates count only the rows after the first chunk, between the
 first and last chunk's arrival.
 
-The floor is a plain forward pass of each candidate over the same fixed evaluation batches with
+The floor is a plain forward pass of each candidate over all the fixed evaluation images with
 one set of predicted weights already materialised (only ``functional_call`` is timed). The hypernet
-ranking per candidate is split into weight generation (every ensemble head), forward passes (every
-head over every batch, with the loss) and the rest (replay, graph packing, bookkeeping).
+ranking per candidate is split into weight generation (every ensemble head), forward passes (each
+head over its own slice of the images, with the loss) and the rest (replay, graph packing,
+bookkeeping); the parts are timed in a separate pass, so the rest can come out slightly negative.
 
 Usage:
     python benchmarks/ray_throughput.py --n 200

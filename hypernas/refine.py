@@ -147,8 +147,8 @@ def refine_run(loaded: LoadedRun, cfg: RefineConfig,
                workers: int | None = None, address: str | None = None) -> optuna.Study:
     """Run (or continue) the run's refinement study until ``cfg.trials`` trials have finished or
     ``cfg.budget_minutes`` have passed (no trial starts after that, running ones finish, and at
-    least one trial runs per call); with
-    ``workers`` > 1, that many trials train at once on Ray (see :func:`_optimize_on_ray`)."""
+    least one trial runs per call); with ``workers`` > 1, that many trials train at once on Ray
+    (see :func:`_optimize_on_ray`)."""
     deadline = (time.monotonic() + 60 * cfg.budget_minutes if cfg.budget_minutes is not None
                 else math.inf)
     run = loaded.run
@@ -282,16 +282,16 @@ def _optimize_on_ray(loaded: LoadedRun, study: optuna.Study, bases: dict[str, st
             lost_errors(ray)
         running: dict[Any, optuna.Trial] = {}
         tries: dict[int, int] = {}
-        asked = [0]  # trials asked in this call: the first is asked whatever the deadline
+        asked = False  # the first trial of this call is asked whatever the deadline
 
         def more() -> bool:
             return (_finished(study) + len(running) < cfg.trials
-                    and (time.monotonic() < deadline or not asked[0]))
+                    and (time.monotonic() < deadline or not asked))
 
         while more() or running:
             while len(running) < workers and more():
                 trial = study.ask()
-                asked[0] += 1
+                asked = True
                 cand, recipe = _plan(trial, loaded, bases, cfg)
                 ref = remote.remote(config, blob, cand.encoding, recipe.to_dict(),
                                     _prune_table(study))

@@ -15,8 +15,8 @@ from .errors import (ArityError, CycleError, EncodingError, GraphError, GraphFor
                      HypernasError, InputNodeError, NodeAttributeError, OutputNodeError,
                      ShapeError, SpaceError, UnknownOpError, UnreachableNodeError)
 from .export import load
-from .graph import (GraphBuilder, graph_from_json, graph_to_json, infer_shapes, load_graph,
-                    save_graph, validate)
+from .graph import GraphBuilder, infer_shapes, validate
+from .graph_json import graph_from_json, graph_to_json, load_graph, save_graph
 from .network import Network, count_macs, count_params, param_shapes
 from .ops import list_ops
 from .space import Candidate, SearchSpace, SpaceConfig, list_spaces, load_space, register_space

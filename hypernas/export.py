@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from .errors import HypernasError
-from .graph import graph_from_json, graph_to_json
+from .graph_json import graph_from_json, graph_to_json
 from .network import Network, count_params
 
 __all__ = ["FORMATS", "ONNX_ATOL", "ExportError", "export_model", "load"]

@@ -1,11 +1,12 @@
-"""Architecture graphs: validation, shape inference, JSON round trip, and a builder.
+"""Architecture graphs: validation, shape inference, and a builder.
 
 A candidate architecture is a ``networkx.DiGraph``. Each node has an ``op`` from
 :mod:`hypernas.ops` plus that op's attributes (``out_channels``, ``kernel_size``, ...) and may
 carry a free-form ``label`` for display. Edges carry data; an edge's optional ``slot`` orders
 a node's inputs (needed where order matters, as for ``concat``). Graph attributes:
 ``input_shape`` (list of ints, no batch dim) and ``num_outputs`` (classes); ``space`` and
-``encoding`` record where a candidate came from.
+``encoding`` record where a candidate came from. Reading and writing graphs as JSON lives in
+:mod:`hypernas.graph_json`.
 
 Example:
     >>> b = GraphBuilder(input_shape=(1, 8, 8), num_outputs=10)
@@ -20,24 +21,21 @@ Example:
 
 from __future__ import annotations
 
-import json
 import re
 import weakref
-from pathlib import Path
 from typing import Any, Hashable, Iterable, Mapping
 
 import networkx as nx
 from torch import nn
 
-from .errors import (ArityError, CycleError, GraphError, GraphFormatError, InputNodeError,
+from .errors import (ArityError, CycleError, GraphError, InputNodeError,
                      NodeAttributeError, OutputNodeError, ShapeError, UnknownOpError,
                      UnreachableNodeError)
 from .ops import REQUIRED, Attr, Shape, get_op, list_ops
 
 __all__ = [
     "GraphBuilder", "validate", "infer_shapes", "node_attrs", "ordered_inputs", "input_node",
-    "output_node", "topological_order", "graph_to_dict", "graph_from_dict", "graph_to_json",
-    "graph_from_json", "save_graph", "load_graph", "graphs_equal",
+    "output_node", "topological_order",
 ]
 
 META_NODE_ATTRS = frozenset({"op", "label"})  # not op attributes: the op name and display text
@@ -46,7 +44,6 @@ _NODE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 # Names the target network's nn.ModuleDict already uses ('keys', 'update', 'training', ...):
 # a node so named could not be registered as a submodule.
 _RESERVED_NAMES = frozenset(dir(nn.ModuleDict()))
-FORMAT_VERSION = 1
 
 
 # ----- attributes -----------------------------------------------------------------------------
@@ -262,101 +259,6 @@ def _validate(graph: nx.DiGraph) -> dict[Hashable, Shape]:
 def infer_shapes(graph: nx.DiGraph) -> dict[Hashable, Shape]:
     """Output shape of every node (no batch dim), validating the graph on the way."""
     return validate(graph)
-
-
-# ----- JSON -----------------------------------------------------------------------------------
-
-def graph_to_dict(graph: nx.DiGraph) -> dict[str, Any]:
-    """Plain, JSON-ready node-link data of ``graph``."""
-    data = nx.node_link_data(graph, edges="edges")
-    data["graph"] = dict(data["graph"], hypernas_format=FORMAT_VERSION)
-    return data
-
-
-def graph_from_dict(data: Any, *, check: bool = True) -> nx.DiGraph:
-    """Rebuild a graph from node-link data; malformed data raises :class:`GraphFormatError`."""
-    if not isinstance(data, dict):
-        raise GraphFormatError(f"graph data must be a JSON object (networkx node-link data), got "
-                               f"{type(data).__name__}")
-    edges_key = "links" if "links" in data and "edges" not in data else "edges"
-    for key in ("nodes", edges_key):
-        if not isinstance(data.get(key), list):
-            raise GraphFormatError(f"graph data has no {key!r} list; expected networkx node-link "
-                                   "data as written by hypernas.graph_to_json")
-    if not data.get("directed", True) or data.get("multigraph", False):
-        raise GraphFormatError("graph data must be directed and not a multigraph "
-                               "(set 'directed': true, 'multigraph': false)")
-    ids = set()
-    for i, node in enumerate(data["nodes"]):
-        if not isinstance(node, dict) or "id" not in node:
-            raise GraphFormatError(f"node entry #{i} has no 'id': {node!r}")
-        if not isinstance(node["id"], (str, int)):
-            raise GraphFormatError(f"node entry #{i} has id {node['id']!r}; use a string or int")
-        if node["id"] in ids:
-            raise GraphFormatError(f"node entry #{i} repeats id {node['id']!r}; give each node "
-                                   "its own id")
-        ids.add(node["id"])
-    pairs = set()
-    for i, edge in enumerate(data[edges_key]):
-        if not isinstance(edge, dict) or "source" not in edge or "target" not in edge:
-            raise GraphFormatError(f"edge entry #{i} needs 'source' and 'target': {edge!r}")
-        for end in ("source", "target"):
-            if isinstance(edge[end], (list, dict)) or edge[end] not in ids:
-                raise GraphFormatError(f"edge entry #{i} names {end} {edge[end]!r}, which is "
-                                       "not a node id; add the node or fix the edge")
-        pair = (edge["source"], edge["target"])
-        if pair in pairs:
-            raise GraphFormatError(f"edge entry #{i} repeats the edge {pair[0]!r} -> {pair[1]!r}; "
-                                   "a graph holds one edge per pair: feed a repeated input "
-                                   "through an 'identity' node")
-        pairs.add(pair)
-    payload = dict(data, directed=True, multigraph=False)
-    graph = nx.node_link_graph(payload, directed=True, multigraph=False, edges=edges_key)
-    graph.graph.pop("hypernas_format", None)
-    if check:
-        validate(graph)
-    return graph
-
-
-def graph_to_json(graph: nx.DiGraph, indent: int | None = None) -> str:
-    """``graph`` as node-link JSON text."""
-    return json.dumps(graph_to_dict(graph), indent=indent, sort_keys=False)
-
-
-def graph_from_json(text: str, *, check: bool = True) -> nx.DiGraph:
-    """Parse node-link JSON text (as written by :func:`graph_to_json`) and validate it."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise GraphFormatError(f"graph JSON does not parse: {err}") from None
-    return graph_from_dict(data, check=check)
-
-
-def save_graph(graph: nx.DiGraph, path: str | Path) -> None:
-    """Write ``graph`` as node-link JSON to ``path``."""
-    Path(path).write_text(graph_to_json(graph, indent=1))
-
-
-def load_graph(path: str | Path) -> nx.DiGraph:
-    """Read and validate a graph written by :func:`save_graph` (or by hand in that layout)."""
-    try:
-        text = Path(path).read_text()
-    except OSError as err:
-        raise GraphFormatError(f"cannot read graph file {path}: {err.strerror}") from None
-    except UnicodeDecodeError:
-        raise GraphFormatError(f"graph file {path} is not UTF-8 text; expected node-link JSON "
-                               "as written by hypernas.save_graph") from None
-    try:
-        return graph_from_json(text)
-    except GraphError as err:
-        raise type(err)(f"{path}: {err}", node=err.node) from None
-
-
-def graphs_equal(a: nx.DiGraph, b: nx.DiGraph) -> bool:
-    """Same graph attributes, nodes with the same data, edges with the same data."""
-    return (a.graph == b.graph and dict(a.nodes(data=True)) == dict(b.nodes(data=True))
-            and {(u, v): d for u, v, d in a.edges(data=True)}
-            == {(u, v): d for u, v, d in b.edges(data=True)})
 
 
 # ----- building -------------------------------------------------------------------------------

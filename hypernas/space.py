@@ -40,7 +40,8 @@ import networkx as nx
 
 from .canonical import canonical_id
 from .errors import EncodingError, SpaceError
-from .graph import GraphBuilder, graph_to_dict
+from .graph import GraphBuilder
+from .graph_json import graph_to_dict
 from .trials import BaseTrial, FixedTrial, MutantTrial, PathTrial, RandomTrial
 
 __all__ = ["SpaceConfig", "SearchSpace", "Candidate", "register_space", "list_spaces",

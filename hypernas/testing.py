@@ -24,7 +24,8 @@ import torch
 
 from .canonical import canonical_id
 from .errors import EncodingError, HypernasError
-from .graph import graph_from_json, graph_to_json, graphs_equal, validate
+from .graph import validate
+from .graph_json import graph_from_json, graph_to_json, graphs_equal
 from .network import Network, param_shapes
 from .space import SearchSpace
 

@@ -12,9 +12,9 @@ import torch
 from hypernas.errors import (ArityError, CycleError, GraphError, GraphFormatError, InputNodeError,
                              NodeAttributeError, OutputNodeError, ShapeError, UnknownOpError,
                              UnreachableNodeError)
-from hypernas.graph import (GraphBuilder, graph_from_dict, graph_from_json, graph_to_json,
-                            graphs_equal, infer_shapes, load_graph, ordered_inputs, save_graph,
-                            validate)
+from hypernas.graph import GraphBuilder, infer_shapes, ordered_inputs, validate
+from hypernas.graph_json import (graph_from_dict, graph_from_json, graph_to_json, graphs_equal,
+                                 load_graph, save_graph)
 from hypernas.network import Network
 from hypernas.ops import list_ops
 

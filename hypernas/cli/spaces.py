@@ -38,7 +38,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_show_arch(args: argparse.Namespace) -> int:
     from ..console import arch_tree
-    from ..graph import graph_to_json
+    from ..graph_json import graph_to_json
 
     space = _space_from_args(args)
     cand = space.replay(args.encoding)

@@ -3,10 +3,16 @@
 Each trial trains one candidate for a few epochs on the run's dataset and is scored by its
 validation accuracy (the test split stays untouched). Its parameters:
 
-- ``base``: one of the ranking's top-K ids (the study is seeded with them in rank order);
+- ``rank``: which of the ranking's top-K candidates is the base (1 = the best ranked); the study
+  is seeded with them in rank order, one queued trial at a time, so a budget that ends early
+  leaves the lower ranks for a later call;
 - ``mutation``: 0 for the base itself, j > 0 for its j-th neighbour, ``space.mutate(base, j)``,
   drawn through the same space definition that made the base;
 - ``lr``, ``weight_decay``, ``epochs``: the training recipe (SGD, cosine schedule).
+
+The rank (an integer) rather than the id is the parameter, so calls with a different ``--top``
+share one study. :func:`fit_candidate` trains one chosen candidate with a longer recipe and
+records it in the same study (``hypernas search`` ends with it).
 
 A trial starts from the hypernetwork's predicted weights (``warm_start``; random initialisation
 otherwise), reports its validation accuracy after every epoch, and the median pruner stops
@@ -39,10 +45,12 @@ from .space import Candidate
 from .train import TrainConfig, train_network
 from .workflow import LoadedRun
 
-__all__ = ["RefineConfig", "refine_run", "refined_rows", "best_refined", "trial_candidate",
-           "export_run", "open_study", "StudyError"]
+__all__ = ["RefineConfig", "refine_run", "fit_candidate", "refined_rows", "best_refined",
+           "trial_row", "trial_candidate", "export_run", "open_study", "StudyError"]
 
 STUDY = "refine"
+LR_RANGE = (1e-3, 0.3)  # what Optuna may pick for a trial's learning rate
+WD_RANGE = (1e-5, 1e-2)  # and for its weight decay
 
 
 class StudyError(HypernasError, ValueError):
@@ -61,6 +69,9 @@ class RefineConfig:
     warm_start: bool = True  # start from hypernetwork-predicted weights (False: random init)
     ranking: str | None = None  # which ranking (default: hypernet, else the run's first)
     budget_minutes: float | None = None  # no new trial starts after this long (None: no limit)
+    seed_epochs: int | None = None  # epochs of the seeded top-K trials (None: max_epochs)
+    seed_lr: float | None = None  # their learning rate (None: 0.02 from predicted weights, which
+    # keeps what the hypernetwork gave, or NB201's 0.1 from random weights)
     seed: int = 0  # sampler, weight init, batch order
 
     def __post_init__(self) -> None:
@@ -68,10 +79,22 @@ class RefineConfig:
             if getattr(self, key) < 1:
                 raise HypernasError(f"--{key.replace('_', '-')} must be at least 1, got "
                                     f"{getattr(self, key)}")
+        if self.seed_epochs is not None and not 1 <= self.seed_epochs <= self.max_epochs:
+            raise HypernasError(f"seed_epochs must be between 1 and max_epochs "
+                                f"({self.max_epochs}), got {self.seed_epochs}")
+        if self.seed_lr is not None and not LR_RANGE[0] <= self.seed_lr <= LR_RANGE[1]:
+            raise HypernasError(f"seed_lr must be between {LR_RANGE[0]} and {LR_RANGE[1]}, got "
+                                f"{self.seed_lr}")
         if self.mutations < 0:
             raise HypernasError(f"--mutations must be 0 or more, got {self.mutations}")
         if self.budget_minutes is not None and self.budget_minutes <= 0:
             raise HypernasError(f"--budget must be positive minutes, got {self.budget_minutes}")
+
+    def seed_params(self, rank: int) -> dict[str, Any]:
+        """The parameters of the trial that seeds the ``rank``-th candidate."""
+        lr = self.seed_lr if self.seed_lr is not None else (0.02 if self.warm_start else 0.1)
+        return {"rank": rank, "mutation": 0, "lr": lr, "weight_decay": 5e-4,
+                "epochs": self.seed_epochs or self.max_epochs}
 
 
 def _storage_url(run: Run) -> str:
@@ -153,7 +176,6 @@ def refine_run(loaded: LoadedRun, cfg: RefineConfig,
                 else math.inf)
     run = loaded.run
     rows = ranked_rows(run, cfg.ranking)[:cfg.top]
-    bases = {row["id"]: row["encoding"] for row in rows}
     hnet = None
     if cfg.warm_start:
         hnet, _, _ = load_checkpoint(run.checkpoint_path, loaded.config.hypernet)
@@ -161,13 +183,6 @@ def refine_run(loaded: LoadedRun, cfg: RefineConfig,
     with _lock(run):
         study = open_study(run, cfg.seed)
         _recover(run, study)
-        for row in rows:
-            # From predicted weights a smaller step keeps what the hypernetwork gave (at the
-            # from-scratch rate 0.1 one epoch lost accuracy); from random weights, NB201's 0.1.
-            study.enqueue_trial({"base": row["id"], "mutation": 0,
-                                 "lr": 0.02 if cfg.warm_start else 0.1,
-                                 "weight_decay": 5e-4, "epochs": cfg.max_epochs},
-                                skip_if_exists=True)
 
         def report_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             if on_trial is not None:
@@ -176,11 +191,11 @@ def refine_run(loaded: LoadedRun, cfg: RefineConfig,
                           **trial.params, **trial.user_attrs})
 
         if workers is not None and workers > 1:
-            _optimize_on_ray(loaded, study, bases, cfg, workers, address, report_trial, deadline)
+            _optimize_on_ray(loaded, study, rows, cfg, workers, address, report_trial, deadline)
             return study
 
         def objective(trial: optuna.Trial) -> float:
-            cand, recipe = _plan(trial, loaded, bases, cfg)
+            cand, recipe = _plan(trial, loaded, rows, cfg)
             net = _initial_network(cand, hnet)
 
             def report(row: dict[str, float]) -> None:
@@ -194,31 +209,87 @@ def refine_run(loaded: LoadedRun, cfg: RefineConfig,
             return result.val_acc
 
         first = True  # every call runs at least one trial, so a re-run always makes progress
-        while _finished(study) < cfg.trials:
-            left = deadline - time.monotonic()
-            if left <= 0 and not first:
-                break
-            study.optimize(objective, n_trials=1 if left <= 0 else cfg.trials - _finished(study),
-                           timeout=None if left <= 0 or math.isinf(left) else left,
-                           callbacks=[report_trial], gc_after_trial=False)
+        while _finished(study) < cfg.trials and (first or time.monotonic() < deadline):
+            _seed_next(study, rows, cfg)
+            study.optimize(objective, n_trials=1, callbacks=[report_trial], gc_after_trial=False)
             first = False
     return study
 
 
-def _plan(trial: optuna.Trial, loaded: LoadedRun, bases: dict[str, str], cfg: RefineConfig
-          ) -> tuple[Candidate, TrainConfig]:
+def _seed_next(study: optuna.Study, rows: Sequence[dict[str, Any]], cfg: RefineConfig) -> None:
+    """Queue the trial of the best-ranked top-K candidate not seeded yet, unless a queued trial
+    is already waiting: seeds run in rank order, each once, and only as trials are started."""
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
+        return
+    seeded = {t.user_attrs.get("seed_of") for t in trials}
+    for rank, row in enumerate(rows, start=1):
+        if row["id"] not in seeded:
+            study.enqueue_trial(cfg.seed_params(rank), user_attrs={"seed_of": row["id"]})
+            return
+
+
+def _plan(trial: optuna.Trial, loaded: LoadedRun, rows: Sequence[dict[str, Any]],
+          cfg: RefineConfig) -> tuple[Candidate, TrainConfig]:
     """The trial's candidate and recipe, drawn from its parameters (recorded on the trial)."""
-    cand = trial_candidate(loaded, bases[trial.suggest_categorical("base", list(bases))],
-                           trial.suggest_int("mutation", 0, cfg.mutations))
+    base = rows[trial.suggest_int("rank", 1, len(rows)) - 1]
+    mutation = trial.suggest_int("mutation", 0, cfg.mutations)
+    cand = trial_candidate(loaded, base["encoding"], mutation)
     recipe = TrainConfig(epochs=trial.suggest_int("epochs", 1, cfg.max_epochs),
-                         lr=trial.suggest_float("lr", 1e-3, 0.3, log=True),
-                         weight_decay=trial.suggest_float("weight_decay", 1e-5, 1e-2, log=True),
+                         lr=trial.suggest_float("lr", *LR_RANGE, log=True),
+                         weight_decay=trial.suggest_float("weight_decay", *WD_RANGE, log=True),
                          train_size=cfg.train_size, resolution=loaded.config.resolution,
                          seed=cfg.seed)
-    for key, value in {"id": cand.id, "encoding": cand.encoding, "params": count_params(cand.graph),
-                       "warm_start": cfg.warm_start, "recipe": recipe.to_dict()}.items():
-        trial.set_user_attr(key, value)
+    _describe(trial, cand, base, recipe, cfg.warm_start)
     return cand, recipe
+
+
+def _describe(trial: optuna.Trial, cand: Candidate, base: dict[str, Any], recipe: TrainConfig,
+              warm_start: bool) -> None:
+    for key, value in {"id": cand.id, "encoding": cand.encoding, "base": base["id"],
+                       "params": count_params(cand.graph), "warm_start": warm_start,
+                       "recipe": recipe.to_dict()}.items():
+        trial.set_user_attr(key, value)
+
+
+def fit_candidate(loaded: LoadedRun, trial_number: int, recipe: TrainConfig,
+                  warm_start: bool = True, stage: str = "fit") -> dict[str, Any]:
+    """Train the candidate of finished trial ``trial_number`` again with ``recipe`` (all epochs,
+    no pruning) and record it as a finished trial of the run's study, weights included; returns
+    that trial's row (as :func:`best_refined` gives one). Nothing is recorded until training
+    ends, so a killed fit is re-run whole."""
+    run = loaded.run
+    with _lock(run):
+        study = open_study(run)
+        source = study.trials[trial_number]
+        if source.state != optuna.trial.TrialState.COMPLETE:
+            raise StudyError(f"trial {trial_number} of run {run.name!r} did not finish "
+                             f"({source.state.name.lower()}); fit a finished trial")
+        cand = loaded.space.replay(source.user_attrs["encoding"])
+        hnet = None
+        if warm_start:
+            hnet, _, _ = load_checkpoint(run.checkpoint_path, loaded.config.hypernet)
+            hnet.eval()
+        net = _initial_network(cand, hnet)
+        result = train_network(net, loaded.data.train, loaded.data.val, recipe)
+        params = {**source.params, "lr": recipe.lr, "weight_decay": recipe.weight_decay,
+                  "epochs": recipe.epochs}
+        lr, wd = recipe.lr, recipe.weight_decay
+        dists = {**source.distributions,
+                 "epochs": optuna.distributions.IntDistribution(1, recipe.epochs),
+                 "lr": optuna.distributions.FloatDistribution(
+                     min(LR_RANGE[0], lr), max(LR_RANGE[1], lr), log=True),
+                 "weight_decay": optuna.distributions.FloatDistribution(
+                     min(WD_RANGE[0], wd), max(WD_RANGE[1], wd), log=True)}
+        attrs = {**{k: source.user_attrs[k] for k in ("id", "encoding", "base", "params")
+                    if k in source.user_attrs},
+                 "warm_start": warm_start, "recipe": recipe.to_dict(), "history": result.history,
+                 "stage": stage, "fit_of": trial_number}
+        number = len(study.trials)
+        _save_weights(run, number, _state_bytes(net))  # before the trial that names them
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists,
+                                                  value=result.val_acc, user_attrs=attrs))
+    return trial_row(run, number)
 
 
 # ----- many trials at once on Ray -------------------------------------------------------------
@@ -267,7 +338,7 @@ def _prune_table(study: optuna.Study) -> dict[int, list[float]]:
     return table
 
 
-def _optimize_on_ray(loaded: LoadedRun, study: optuna.Study, bases: dict[str, str],
+def _optimize_on_ray(loaded: LoadedRun, study: optuna.Study, rows: Sequence[dict[str, Any]],
                      cfg: RefineConfig, workers: int, address: str | None,
                      report_trial: Callable, deadline: float = math.inf, retries: int = 3) -> None:
     """Ask/tell on this process, training on ``workers`` Ray workers until ``cfg.trials`` have
@@ -290,9 +361,10 @@ def _optimize_on_ray(loaded: LoadedRun, study: optuna.Study, bases: dict[str, st
 
         while more() or running:
             while len(running) < workers and more():
+                _seed_next(study, rows, cfg)
                 trial = study.ask()
                 asked = True
-                cand, recipe = _plan(trial, loaded, bases, cfg)
+                cand, recipe = _plan(trial, loaded, rows, cfg)
                 ref = remote.remote(config, blob, cand.encoding, recipe.to_dict(),
                                     _prune_table(study))
                 running[ref] = trial
@@ -347,9 +419,9 @@ def _save_weights(run: Run, number: int, blob: bytes) -> None:
     os.replace(tmp, path)
 
 
-def refined_rows(run: Run) -> dict[str, dict[str, Any]]:
+def refined_rows(run: Run, fits: bool = True) -> dict[str, dict[str, Any]]:
     """Best finished trial per candidate id: ``{id: {val_acc, trial, epochs, ...}}`` (empty when
-    the run has no study)."""
+    the run has no study); ``fits=False`` leaves out the trainings :func:`fit_candidate` added."""
     if not run.study_path.exists():
         return {}
     study = open_study(run, create=False)
@@ -357,10 +429,23 @@ def refined_rows(run: Run) -> dict[str, dict[str, Any]]:
     for trial in study.get_trials(deepcopy=False,
                                   states=(optuna.trial.TrialState.COMPLETE,)):
         cid = trial.user_attrs.get("id")
+        if not fits and "fit_of" in trial.user_attrs:
+            continue
         if cid is not None and (cid not in best or trial.value > best[cid]["val_acc"]):
             best[cid] = {"val_acc": trial.value, "trial": trial.number,
                          "encoding": trial.user_attrs.get("encoding"), **trial.params}
     return best
+
+
+def trial_row(run: Run, number: int) -> dict[str, Any]:
+    """A finished trial as a refined row, with the path of its weights."""
+    trials = open_study(run, create=False).trials
+    if not 0 <= number < len(trials) or trials[number].state != optuna.trial.TrialState.COMPLETE:
+        raise StudyError(f"run {run.name!r} has no finished trial {number}; see hypernas show "
+                         f"{run.name} for the refined candidates")
+    t = trials[number]
+    return {"val_acc": t.value, "trial": number, "encoding": t.user_attrs.get("encoding"),
+            **t.params, "id": t.user_attrs.get("id"), "weights": run.refined_weights_path(number)}
 
 
 def best_refined(run: Run) -> dict[str, Any]:
@@ -379,17 +464,20 @@ def best_refined(run: Run) -> dict[str, Any]:
 
 def export_run(run: Run, out: str | Path, arch: str | None = None,
                formats: Sequence[str] = ("safetensors", "onnx", "pt2"),
-               force: bool = False) -> dict[str, Any]:
+               force: bool = False, trial: int | None = None) -> dict[str, Any]:
     """Export the run's best refined candidate (or the refined candidate ``arch``, an id or a
-    unique prefix) with a model card: space, encoding, id, every ranking's score, the training
-    recipe, validation accuracy from the study and test accuracy measured now."""
+    unique prefix, or the finished trial number ``trial``) with a model card: space, encoding,
+    id, every ranking's score, the training recipe, validation accuracy from the study and test
+    accuracy measured now."""
     from .export import export_model
     from .report import scores_of
     from .train import evaluate
     from .workflow import load_run
 
     rows = refined_rows(run)
-    if arch is None:
+    if trial is not None:
+        chosen = trial_row(run, trial)
+    elif arch is None:
         chosen = best_refined(run)
     else:
         ids = [cid for cid in rows if cid.startswith(arch)]

@@ -45,7 +45,8 @@ def test_refine_starts_from_the_top_and_feeds_back_into_show(runs, capsys):
     study = open_study(Run("t", root=runs), create=False)
     trials = study.get_trials(states=DONE)
     assert len(trials) == 3
-    assert [t.params["base"] for t in trials[:2]] == top           # seeded in rank order
+    assert [t.user_attrs["base"] for t in trials[:2]] == top       # seeded in rank order
+    assert [t.params["rank"] for t in trials[:2]] == [1, 2]
     assert all(t.params["mutation"] == 0 and t.user_attrs["warm_start"] for t in trials[:2])
     assert all(len(t.intermediate_values) >= 1 for t in trials)    # an accuracy per epoch
     shown = {r["id"]: r for r in _ranked(capsys)}
@@ -73,14 +74,52 @@ def test_budget_stops_new_trials_but_each_call_makes_progress(runs, capsys):
     assert "--budget must be positive" in capsys.readouterr().err
 
 
+def test_a_larger_top_continues_the_same_study(runs, capsys):
+    # the base is a rank, not a categorical id: Optuna refuses categorical choices that change
+    argv = ["refine", "t", "--trials", "2", "--max-epochs", "1", "--mutations", "0"]
+    assert main([*argv, "--top", "1"]) == 0
+    assert main([*argv[:2], "--trials", "4", "--max-epochs", "1", "--top", "3"]) == 0
+    trials = open_study(Run("t", root=runs), create=False).get_trials(states=DONE)
+    capsys.readouterr()
+    ranked = [r["id"] for r in _ranked(capsys)]
+    assert len(trials) == 4
+    assert trials[0].user_attrs["base"] == ranked[0]
+    assert [t.user_attrs["base"] for t in trials if "seed_of" in t.user_attrs][1:] == ranked[1:3]
+
+
+def test_fit_candidate_records_a_longer_training_in_the_study(runs, capsys):
+    from hypernas.refine import StudyError, fit_candidate
+    from hypernas.train import TrainConfig
+    from hypernas.workflow import load_run
+
+    assert main(["refine", "t", "--top", "1", "--trials", "1", "--max-epochs", "1"]) == 0
+    loaded = load_run(Run("t", root=runs))
+    recipe = TrainConfig(epochs=2, lr=0.05, train_size=None, resolution=None)
+    row = fit_candidate(loaded, 0, recipe, warm_start=False)
+    study = open_study(loaded.run, create=False)
+    fit = study.trials[row["trial"]]
+    assert row["trial"] == 1 and fit.value == row["val_acc"] and fit.user_attrs["fit_of"] == 0
+    assert fit.user_attrs["id"] == study.trials[0].user_attrs["id"]
+    assert fit.params["epochs"] == 2 and fit.user_attrs["recipe"]["lr"] == 0.05
+    assert len(fit.user_attrs["history"]) == 2 and not fit.intermediate_values  # no pruner input
+    assert row["weights"].exists()
+    out = runs / "fit"
+    assert main(["export", "t", "--out", str(out), "--format", "safetensors"]) == 0
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["trial"] == (1 if fit.value >= study.trials[0].value else 0)
+    study.enqueue_trial({"rank": 1, "mutation": 0, "lr": 0.05, "weight_decay": 1e-4, "epochs": 1})
+    study.ask()                                  # left RUNNING, as a kill leaves it
+    with pytest.raises(StudyError, match="did not finish"):
+        fit_candidate(loaded, 2, recipe)
+
+
 def test_a_trial_killed_mid_run_is_retried_with_its_parameters(runs, capsys):
     run = Run("t", root=runs)
     study = open_study(run)
-    base = _ranked(capsys)[0]["id"]
-    study.enqueue_trial({"base": base, "mutation": 1, "lr": 0.05, "weight_decay": 1e-4,
+    study.enqueue_trial({"rank": 1, "mutation": 1, "lr": 0.05, "weight_decay": 1e-4,
                          "epochs": 1})
     stuck = study.ask()                       # what a kill -9 leaves: a RUNNING trial
-    assert stuck.suggest_categorical("base", [base]) == base
+    assert stuck.suggest_int("rank", 1, 1) == 1
     assert stuck.suggest_int("mutation", 0, 4) == 1
     assert main(["refine", "t", "--top", "1", "--trials", "2", "--max-epochs", "1"]) == 0
     trials = open_study(run, create=False).trials
@@ -157,10 +196,18 @@ def test_search_runs_every_stage_and_a_rerun_only_reprints(tmp_path, monkeypatch
             "--n", "6", "--top", "2", "--trials", "2", "--format", "safetensors", "--run", "s"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert all(f"[{i}/4]" in out for i in range(1, 5)) and "winner:" in out
+    assert all(f"[{i}/5]" in out for i in range(1, 6)) and "winner:" in out
     run = Run("s", root=tmp_path)
     card = json.loads((run.exports_dir / "best" / "model_card.json").read_text())
     assert card["id"] in out and str(run.exports_dir / "best") in out
+    study = open_study(run, create=False)
+    screens = [t for t in study.trials if "fit_of" not in t.user_attrs]
+    fit, = [t for t in study.trials if "fit_of" in t.user_attrs]
+    assert screens[0].params["rank"] == 1 and not screens[0].user_attrs["warm_start"]
+    winner = max((t for t in screens if t.value is not None), key=lambda t: t.value)
+    assert fit.user_attrs["fit_of"] == winner.number and fit.user_attrs["id"] == card["id"]
+    assert not fit.user_attrs["warm_start"] and fit.params["epochs"] == 5   # the longer recipe
+    assert card["trial"] == fit.number and card["val_acc"] == fit.value
     stamp = (run.exports_dir / "best" / "model_card.json").stat().st_mtime_ns
     ranking = run.ranking_path("hypernet").read_text()
     trials = len(open_study(run, create=False).trials)

@@ -163,10 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int,
                    help="resize square images to this side (default: 16 for fashion-mnist)")
     p.add_argument("--n", type=int, default=200, help="candidates to rank (default 200)")
-    p.add_argument("--top", type=int, default=4, help="ranked candidates to refine (4)")
-    p.add_argument("--trials", type=int, default=12,
-                   help="refinement trials at most (12; the budget may stop them sooner)")
-    p.add_argument("--workers", type=int, metavar="K", help="rank on Ray with K workers")
+    p.add_argument("--top", type=int, default=32,
+                   help="ranked candidates to screen with short real training, in rank order "
+                        "(32; the budget usually stops it sooner)")
+    p.add_argument("--trials", type=int,
+                   help="screening trials at most (default: --top; more lets Optuna try "
+                        "mutations and recipes once the top is screened)")
+    p.add_argument("--workers", type=int, metavar="K",
+                   help="rank and screen on Ray with K workers")
     p.add_argument("--address", metavar="HOST:PORT", help="a running Ray cluster (with --workers)")
     p.add_argument("--format", default="safetensors,onnx,pt2", help="export formats")
     p.add_argument("--run", help="run name (default search-SPACE-DATA)")

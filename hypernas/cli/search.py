@@ -64,7 +64,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     def on_event(stage: str, info: dict[str, Any]) -> None:
         if stage == "train":
-            console.print(f"[1/4] training the hypernetwork for {info['minutes']:.1f} min "
+            console.print(f"[1/5] training the hypernetwork for {info['minutes']:.1f} min "
                           f"-> {info['run']}", markup=False)
         elif stage == "train-step":
             if info["step"] - last_log["step"] >= 100:
@@ -72,23 +72,30 @@ def cmd_search(args: argparse.Namespace) -> int:
                 err.print(f"      step {info['step']}: loss {info['loss']:.3f} acc "
                           f"{info['acc']:.3f}", markup=False)
         elif stage == "rank":
-            console.print(f"[2/4] ranking {info['candidates']} candidates"
+            console.print(f"[2/5] ranking {info['candidates']} candidates"
                           + (f" on {info['workers']} Ray workers" if info["workers"] else ""),
                           markup=False)
         elif stage == "refine":
-            console.print(f"[3/4] refining the top {info['top']} with up to {info['trials']} "
-                          f"training trials in {info['minutes']:.1f} min", markup=False)
+            console.print(f"[3/5] screening the top {info['top']} in rank order with short "
+                          f"trainings from random weights ({info['minutes']:.1f} min left)",
+                          markup=False)
         elif stage == "trial":
             value = f"{info['value']:.4f}" if info["value"] is not None else info["state"].lower()
-            console.print(f"      trial {info['number']} ({info.get('id', '?')}, mutation "
-                          f"{info.get('mutation')}): val acc {value}", markup=False)
+            console.print(f"      trial {info['number']} (rank {info.get('rank')}, "
+                          f"{info.get('id', '?')}, mutation {info.get('mutation')}): val acc "
+                          f"{value}", markup=False)
+        elif stage == "fit":
+            console.print(f"[4/5] training the winner {info['id']} (screened "
+                          f"{info['screen_acc']:.4f}) for {info['epochs']} epochs from "
+                          + ("its predicted weights" if info["warm_start"] else "random weights"),
+                          markup=False)
         elif stage == "export":
-            console.print(f"[4/4] exporting the winner -> {info['out']}", markup=False)
+            console.print(f"[5/5] exporting the winner -> {info['out']}", markup=False)
 
     result = run_search(cfg, on_event)
-    trained = {i: r["val_acc"] for i, r in refined_rows(result["run"]).items()}
+    screened = {i: r["val_acc"] for i, r in refined_rows(result["run"], fits=False).items()}
     rows = [{**r, "rank": i} for i, r in enumerate(result["ranking"], start=1)][:args.show]
-    console.print(ranking_table(rows, {"trained val acc": trained},
+    console.print(ranking_table(rows, {"screened val acc": screened},
                                 title=f"{cfg.run}: top {len(rows)} of {len(result['ranking'])} "
                                       "by hypernet score"))
     card = result["card"]

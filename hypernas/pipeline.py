@@ -8,11 +8,12 @@
    weights;
 5. export that model.
 
-Screening starts from random weights on purpose: measured on the Fashion-MNIST truth cells, a
-short training from *predicted* weights mostly repeats the hypernetwork's own ranking (Spearman
-0.85 with it, 0.67 with the truth), while the same training from random weights is an
-independent second opinion (0.61 with the hypernetwork, 0.84 with the truth). The hypernetwork
-chooses which candidates are worth that training; the training chooses among them. The
+Screening starts from random weights on purpose: measured on the Fashion-MNIST truth cells
+(benchmarks/screen_signal.py), a short training from *predicted* weights mostly repeats the
+hypernetwork's own ranking (Spearman 0.85 with it, 0.67 with the truth), while the same training
+from random weights is a second opinion of its own (0.59 with the hypernetwork, 0.80 with the
+truth). The hypernetwork chooses which candidates are worth that training; the training chooses
+among them. The
 winner's final training also starts from random weights: with the hypernetwork a 15-minute
 search can train, five epochs from its predicted weights ended 3 points below five epochs from
 random weights on the same cell (docs/BENCHMARKS.md); predicted weights pay off in short

@@ -117,10 +117,12 @@ class SearchConfig:
 
     def screen_config(self, budget_minutes: float | None = None) -> RefineConfig:
         """The screening study: the top in rank order, each trained from random weights for
-        ``screen_epochs`` on ``screen_train_size`` images at NB201's learning rate."""
+        ``screen_epochs`` on ``screen_train_size`` images at NB201's learning rate, every one to
+        its last epoch (the winner is chosen on final accuracies)."""
         return RefineConfig(top=self.top, trials=self.trials or self.top,
                             max_epochs=self.screen_epochs, train_size=self.screen_train_size,
-                            warm_start=False, budget_minutes=budget_minutes, seed=self.seed)
+                            warm_start=False, prune=False, budget_minutes=budget_minutes,
+                            seed=self.seed)
 
     def fit_recipe(self, resolution: int | None) -> TrainConfig:
         return TrainConfig(epochs=self.fit_epochs, lr=self.fit_lr, train_size=self.fit_train_size,

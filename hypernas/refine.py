@@ -69,6 +69,7 @@ class RefineConfig:
     warm_start: bool = True  # start from hypernetwork-predicted weights (False: random init)
     ranking: str | None = None  # which ranking (default: hypernet, else the run's first)
     budget_minutes: float | None = None  # no new trial starts after this long (None: no limit)
+    prune: bool = True  # stop trials whose accuracy falls below the median after epoch 2+
     seed_epochs: int | None = None  # epochs of the seeded top-K trials (None: max_epochs)
     seed_lr: float | None = None  # their learning rate (None: 0.02 from predicted weights, which
     # keeps what the hypernetwork gave, or NB201's 0.1 from random weights)
@@ -109,7 +110,9 @@ def open_study(run: Run, seed: int = 0, create: bool = True) -> optuna.Study:
     study = optuna.create_study(
         study_name=STUDY, storage=_storage_url(run), direction="maximize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+        # steps are epochs counted from 1: no pruning on the first epoch's accuracy, which at
+        # the peak learning rate swings by tens of points (Optuna prunes at step >= warmup)
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2))
     owner = study.user_attrs.get("run")
     if owner is None:
         study.set_user_attr("run", run.name)
@@ -200,7 +203,7 @@ def refine_run(loaded: LoadedRun, cfg: RefineConfig,
 
             def report(row: dict[str, float]) -> None:
                 trial.report(row["val_acc"], row["epoch"])
-                if trial.should_prune():
+                if cfg.prune and trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after epoch {row['epoch']}")
 
             result = train_network(net, loaded.data.train, loaded.data.val, recipe, on_epoch=report)
@@ -366,7 +369,7 @@ def _optimize_on_ray(loaded: LoadedRun, study: optuna.Study, rows: Sequence[dict
                 asked = True
                 cand, recipe = _plan(trial, loaded, rows, cfg)
                 ref = remote.remote(config, blob, cand.encoding, recipe.to_dict(),
-                                    _prune_table(study))
+                                    _prune_table(study) if cfg.prune else {})
                 running[ref] = trial
             if not running:  # the deadline passed between the two checks
                 break

@@ -204,6 +204,7 @@ def test_search_runs_every_stage_and_a_rerun_only_reprints(tmp_path, monkeypatch
     screens = [t for t in study.trials if "fit_of" not in t.user_attrs]
     fit, = [t for t in study.trials if "fit_of" in t.user_attrs]
     assert screens[0].params["rank"] == 1 and not screens[0].user_attrs["warm_start"]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in screens)  # never pruned
     winner = max((t for t in screens if t.value is not None), key=lambda t: t.value)
     assert fit.user_attrs["fit_of"] == winner.number and fit.user_attrs["id"] == card["id"]
     assert not fit.user_attrs["warm_start"] and fit.params["epochs"] == 5   # the longer recipe
@@ -233,6 +234,21 @@ def test_trials_on_ray_workers_fill_the_same_study(runs, capsys):
             assert run.refined_weights_path(t.number).exists()
     assert main(["export", "t", "--out", str(runs / "x"), "--format", "safetensors"]) == 0
     assert hn.load(runs / "x") is not None
+
+
+def test_the_study_never_prunes_on_the_first_epoch(runs):
+    # the first epoch's accuracy swings widely at the peak learning rate: in-process pruning
+    # follows the same rule as the Ray loop's (epoch 2 onwards)
+    study = open_study(Run("t", root=runs))
+    dist = optuna.distributions.FloatDistribution(0, 1)
+    for _ in range(3):
+        study.add_trial(optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": dist},
+                                                  value=0.9, intermediate_values={1: 0.9, 2: 0.9}))
+    trial = study.ask()
+    trial.report(0.1, 1)
+    assert not trial.should_prune()
+    trial.report(0.1, 2)
+    assert trial.should_prune()
 
 
 def test_the_median_rule():

@@ -138,17 +138,20 @@ def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None
         if on_event is not None:
             on_event(stage, info)
 
+    begun = time.monotonic()
     run = Run(cfg.run)
     loaded = start_run(run, cfg.run_config())
     event("train", run=str(run.path), minutes=cfg.train_minutes)
     summary = train_run(loaded, on_log=lambda row: event("train-step", **row))
     event("trained", **summary)
     started = time.monotonic()
+    # training's share counts in full even when a resumed call found it done
+    spent = max(started - begun, 60 * cfg.train_minutes)
     cands = loaded.space.sample_many(cfg.candidates, seed=cfg.seed)
     event("rank", candidates=len(cands), workers=cfg.workers)
     _rank(loaded, cands, cfg, lambda rows: event("ranked-rows", rows=len(rows)))
     if not (run.study_path.exists() and open_study(run, cfg.seed).user_attrs.get(SCREENED)):
-        _screen(loaded, cfg, started, event)
+        _screen(loaded, cfg, lambda: (spent + time.monotonic() - started) / 60, event)
     best = _fitted(run)
     if best is None:
         winner = _best_screened(open_study(run, cfg.seed))
@@ -163,23 +166,27 @@ def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None
     return {"run": run, "ranking": ranked, "best": best, "export": out, "card": card}
 
 
-def _screen(loaded: LoadedRun, cfg: SearchConfig, started: float, event: Callable) -> None:
-    """Screen the top of the ranking for what the budget leaves after training, ranking, the
-    winner's fit (estimated from the first screening trial's time) and the export."""
+def _screen(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],
+            event: Callable) -> None:
+    """Screen the top of the ranking for what the budget leaves after what is ``spent()``
+    (minutes), the winner's fit, the last screening trial (both estimated from the first
+    trial's time) and the export."""
     def on_trial(t: dict[str, Any]) -> None:
         event("trial", **t)
 
     run = loaded.run
-    left = cfg.budget_minutes - cfg.train_minutes - (time.monotonic() - started) / 60
-    event("refine", top=cfg.top, trials=cfg.trials or cfg.top, minutes=left)
+    event("refine", top=cfg.top, trials=cfg.trials or cfg.top,
+          minutes=cfg.budget_minutes - spent())
     screen = cfg.screen_config()
     if not _durations(open_study(run, cfg.seed)):  # time one trial first
         refine_run(loaded, dataclasses.replace(screen, trials=1), on_trial=on_trial,
                    workers=cfg.workers, address=cfg.address)
     study = open_study(run, cfg.seed)
-    fit_min = _fit_minutes(study, cfg)
-    left = (cfg.budget_minutes - cfg.train_minutes - (time.monotonic() - started) / 60 - fit_min
-            - EXPORT_RESERVE_MIN)
+    per_image_epoch = _durations(study)
+    cost = statistics.median(per_image_epoch) / 60 if per_image_epoch else 0.0  # minutes
+    fit_min = cost * (cfg.fit_train_size or 50_000) * cfg.fit_epochs  # whole split: ~50,000
+    trial_min = cost * cfg.screen_train_size * cfg.screen_epochs  # one may start at the deadline
+    left = cfg.budget_minutes - spent() - fit_min - trial_min - EXPORT_RESERVE_MIN
     if left > 0:
         study = refine_run(loaded, dataclasses.replace(screen, budget_minutes=left),
                            on_trial=on_trial, workers=cfg.workers, address=cfg.address)
@@ -188,29 +195,21 @@ def _screen(loaded: LoadedRun, cfg: SearchConfig, started: float, event: Callabl
 
 
 def _durations(study: optuna.Study) -> list[float]:
-    """Seconds per epoch of the study's finished trials (from their per-epoch history)."""
+    """Seconds per epoch and training image of the study's finished trials, fits left out (from
+    their per-epoch history)."""
     out = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         history = t.user_attrs.get("history") or []
-        if history and t.user_attrs.get("stage") != FIT:
-            out.append(history[-1]["seconds"] / len(history) / t.user_attrs["recipe"]["train_size"])
+        images = (t.user_attrs.get("recipe") or {}).get("train_size")
+        if history and images and "fit_of" not in t.user_attrs:
+            out.append(history[-1]["seconds"] / len(history) / images)
     return out
-
-
-def _fit_minutes(study: optuna.Study, cfg: SearchConfig) -> float:
-    """The winner's fit, estimated from the screening trials' seconds per epoch and image (the
-    whole training split counts as 50,000 images when ``fit_train_size`` is None)."""
-    per_image_epoch = _durations(study)
-    if not per_image_epoch:
-        return 0.0
-    images = cfg.fit_train_size or 50_000
-    return statistics.median(per_image_epoch) * images * cfg.fit_epochs / 60
 
 
 def _best_screened(study: optuna.Study) -> optuna.trial.FrozenTrial:
     """The screening trial with the best validation accuracy (ties: the better-ranked one)."""
     done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if t.user_attrs.get("stage") != FIT]
+            if "fit_of" not in t.user_attrs]
     if not done:
         raise HypernasError("no screening trial finished; run the search again to continue")
     return max(done, key=lambda t: (t.value, -t.params.get("rank", 0)))

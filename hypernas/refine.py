@@ -178,7 +178,7 @@ def refine_run(loaded: LoadedRun, cfg: RefineConfig,
     deadline = (time.monotonic() + 60 * cfg.budget_minutes if cfg.budget_minutes is not None
                 else math.inf)
     run = loaded.run
-    rows = ranked_rows(run, cfg.ranking)[:cfg.top]
+    rows = ranked_rows(run, cfg.ranking)  # all of them: a retried trial may name a lower rank
     hnet = None
     if cfg.warm_start:
         hnet, _, _ = load_checkpoint(run.checkpoint_path, loaded.config.hypernet)
@@ -226,7 +226,7 @@ def _seed_next(study: optuna.Study, rows: Sequence[dict[str, Any]], cfg: RefineC
     if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
         return
     seeded = {t.user_attrs.get("seed_of") for t in trials}
-    for rank, row in enumerate(rows, start=1):
+    for rank, row in enumerate(rows[:cfg.top], start=1):
         if row["id"] not in seeded:
             study.enqueue_trial(cfg.seed_params(rank), user_attrs={"seed_of": row["id"]})
             return
@@ -235,7 +235,7 @@ def _seed_next(study: optuna.Study, rows: Sequence[dict[str, Any]], cfg: RefineC
 def _plan(trial: optuna.Trial, loaded: LoadedRun, rows: Sequence[dict[str, Any]],
           cfg: RefineConfig) -> tuple[Candidate, TrainConfig]:
     """The trial's candidate and recipe, drawn from its parameters (recorded on the trial)."""
-    base = rows[trial.suggest_int("rank", 1, len(rows)) - 1]
+    base = rows[trial.suggest_int("rank", 1, min(cfg.top, len(rows))) - 1]
     mutation = trial.suggest_int("mutation", 0, cfg.mutations)
     cand = trial_candidate(loaded, base["encoding"], mutation)
     recipe = TrainConfig(epochs=trial.suggest_int("epochs", 1, cfg.max_epochs),
@@ -264,6 +264,9 @@ def fit_candidate(loaded: LoadedRun, trial_number: int, recipe: TrainConfig,
     run = loaded.run
     with _lock(run):
         study = open_study(run)
+        if not 0 <= trial_number < len(study.trials):
+            raise StudyError(f"run {run.name!r} has no trial {trial_number}; it has "
+                             f"{len(study.trials)}")
         source = study.trials[trial_number]
         if source.state != optuna.trial.TrialState.COMPLETE:
             raise StudyError(f"trial {trial_number} of run {run.name!r} did not finish "

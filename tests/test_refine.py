@@ -113,19 +113,22 @@ def test_fit_candidate_records_a_longer_training_in_the_study(runs, capsys):
         fit_candidate(loaded, 2, recipe)
 
 
+@pytest.mark.filterwarnings("ignore:Fixed parameter rank")  # rank 2 retried under --top 1
 def test_a_trial_killed_mid_run_is_retried_with_its_parameters(runs, capsys):
     run = Run("t", root=runs)
     study = open_study(run)
-    study.enqueue_trial({"rank": 1, "mutation": 1, "lr": 0.05, "weight_decay": 1e-4,
+    second = _ranked(capsys)[1]["id"]
+    study.enqueue_trial({"rank": 2, "mutation": 1, "lr": 0.05, "weight_decay": 1e-4,
                          "epochs": 1})
     stuck = study.ask()                       # what a kill -9 leaves: a RUNNING trial
-    assert stuck.suggest_int("rank", 1, 1) == 1
+    assert stuck.suggest_int("rank", 1, 2) == 2
     assert stuck.suggest_int("mutation", 0, 4) == 1
     assert main(["refine", "t", "--top", "1", "--trials", "2", "--max-epochs", "1"]) == 0
     trials = open_study(run, create=False).trials
     assert trials[0].state == optuna.trial.TrialState.FAIL
     retried = [t for t in trials if t.user_attrs.get("retry_of") == 0]
     assert len(retried) == 1 and retried[0].params["mutation"] == 1
+    assert retried[0].params["rank"] == 2 and retried[0].user_attrs["base"] == second  # --top 1
     assert retried[0].state in DONE
     assert len([t for t in trials if t.state in DONE]) == 2
 

@@ -7,6 +7,7 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Callable, Sequence
 
 from ..errors import HypernasError
@@ -176,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="run name (default search-SPACE-DATA)")
     p.add_argument("--show", type=int, default=10, help="rows of the final table (10)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (default 0: one per core this process may use; on 2 "
+                        "cores, 2 threads ran training steps 1.6x and screens 1.8x faster)")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("runs", help="list runs with their stage, size and best score",
@@ -191,14 +194,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # respects taskset / container CPU sets
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``hypernas`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
-    if getattr(args, "threads", None):
+    threads = getattr(args, "threads", None)
+    if threads is not None:
         import torch
 
-        torch.set_num_threads(args.threads)
+        if threads < 0:
+            _console(stderr=True).print(f"hypernas {args.command}: error: --threads must be 0 "
+                                        f"(one per core) or more, got {threads}", markup=False)
+            return EXIT_USAGE
+        torch.set_num_threads(threads or _usable_cores())
     try:
         return func(args)
     except HypernasError as err:  # data errors included

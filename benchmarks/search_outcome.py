@@ -134,6 +134,14 @@ def truth_of(code: str) -> float:
     return fmnist_truth.train_one((code, 0))["test_acc"]
 
 
+def add_ratio(out: dict) -> None:
+    """hypernas's mean regret over the better baseline's, when both are in ``out``."""
+    base = [out[m]["mean_regret_points"] for m in ("random", "tpe") if m in out]
+    if "hypernas" in out and base:
+        out["hypernas_regret_over_better_baseline"] = (out["hypernas"]["mean_regret_points"]
+                                                       / max(min(base), 1e-9))
+
+
 def known_runs(path: Path = OUT) -> dict[tuple[str, int], float]:
     """Test accuracy of every truth-recipe training on record: truth file, extra evals, and the
     seed-0 training of each chosen cell (its ``test_acc`` in ``path``)."""
@@ -148,12 +156,16 @@ def known_runs(path: Path = OUT) -> dict[tuple[str, int], float]:
     return out
 
 
+def reference_cells(runs: dict[tuple[str, int], float]) -> list[str]:
+    """The truth set's best cells by their seed-0 training."""
+    return sorted(truth_table(), key=lambda c: -runs[(c, 0)])[:REFERENCE_CELLS]
+
+
 def eval_jobs(path: Path, seeds: list[int]) -> list[tuple[str, int]]:
     """(code, seed) trainings the multi-seed report needs that are not on record."""
-    seed0 = {code: acc for (code, seed), acc in known_runs().items() if seed == 0}
-    cells = sorted(truth_table(), key=lambda c: -seed0[c])[:REFERENCE_CELLS]
-    cells += [r["code"] for r in read_jsonl(path)] if path.exists() else []
     have = known_runs(path)
+    cells = reference_cells(have)
+    cells += [r["code"] for r in read_jsonl(path)] if path.exists() else []
     return sorted({(c, s) for c in cells for s in seeds if (c, s) not in have})
 
 
@@ -173,8 +185,7 @@ def multi_seed(path: Path, rows: list[dict], seeds: list[int]) -> dict:
         accs = [runs.get((code, s)) for s in seeds]
         return None if None in accs else statistics.fmean(accs)
 
-    seed0 = {code: acc for (code, seed), acc in runs.items() if seed == 0}
-    ref_cells = sorted(truth_table(), key=lambda c: -seed0[c])[:REFERENCE_CELLS]
+    ref_cells = reference_cells(runs)
     ref = [m for m in map(mean, ref_cells) if m is not None]
     if len(ref) < REFERENCE_CELLS:
         return {"missing": "run --evaluate first"}
@@ -188,10 +199,7 @@ def multi_seed(path: Path, rows: list[dict], seeds: list[int]) -> dict:
             out[method] = {"n": len(regrets), "mean_regret_points": statistics.fmean(regrets),
                            "std_regret_points": statistics.pstdev(regrets),
                            "regrets": [round(x, 2) for x in regrets]}
-    base = [out[m]["mean_regret_points"] for m in ("random", "tpe") if m in out]
-    if "hypernas" in out and base:
-        out["hypernas_regret_over_better_baseline"] = (out["hypernas"]["mean_regret_points"]
-                                                       / max(min(base), 1e-9))
+    add_ratio(out)
     return out
 
 
@@ -208,10 +216,7 @@ def report(path: Path, eval_seeds: list[int] | None = None) -> dict:
                        "mean_test_acc": statistics.fmean(r["test_acc"] for r in mine),
                        "mean_cifar10_val": statistics.fmean(r["cifar10_val"] for r in mine),
                        "codes": [r["code"] for r in mine]}
-    base = [out[m]["mean_regret_points"] for m in ("random", "tpe") if m in out]
-    if "hypernas" in out and base:
-        out["hypernas_regret_over_better_baseline"] = (out["hypernas"]["mean_regret_points"]
-                                                       / max(min(base), 1e-9))
+    add_ratio(out)
     if eval_seeds:
         out["multi_seed"] = multi_seed(path, rows, eval_seeds)
     return out

@@ -13,11 +13,10 @@ Screening starts from random weights on purpose: measured on the Fashion-MNIST t
 hypernetwork's own ranking (Spearman 0.85 with it, 0.67 with the truth), while the same training
 from random weights is a second opinion of its own (0.59 with the hypernetwork, 0.80 with the
 truth). The hypernetwork chooses which candidates are worth that training; the training chooses
-among them. The
-winner's final training also starts from random weights: with the hypernetwork a 15-minute
-search can train, five epochs from its predicted weights ended 3 points below five epochs from
-random weights on the same cell (docs/BENCHMARKS.md); predicted weights pay off in short
-trainings (``hypernas refine``), not in a full one.
+among them. The winner's final training also starts from random weights: with the hypernetwork
+a 15-minute search can train, five epochs from its predicted weights ended 3 points below five
+epochs from random weights on the same cell (docs/BENCHMARKS.md); predicted weights pay off in
+short trainings (``hypernas refine``), not in a full one.
 
 Every stage writes into ``runs/<name>/`` and resumes from what is there, so running the same
 search again after a kill (at any point) continues where it stopped; a finished search re-run
@@ -46,8 +45,8 @@ from .data import DataConfig
 from .errors import HypernasError
 from .hypernet.model import HyperNetConfig
 from .hypernet.trainer import HyperTrainConfig
-from .refine import (RefineConfig, trial_row, export_run, fit_candidate, open_study,
-                     refine_run)
+from .refine import (RefineConfig, completed, export_run, fit_candidate, open_study, refine_run,
+                     trial_row)
 from .runs import Run
 from .train import TrainConfig
 from .workflow import LoadedRun, RunConfig, rank_run, ranking_rows, start_run, train_run
@@ -57,7 +56,6 @@ __all__ = ["SearchConfig", "run_search"]
 TRAIN_SHARE = 0.45  # of the budget: hypernetwork training (ranking, screening, fit: the rest)
 EXPORT_RESERVE_MIN = 0.5  # minutes kept back for the screening trial that overruns + export
 SCREENED = "search_screened"  # study attribute: the search's screening stage has finished
-FIT = "fit"  # the stage user attribute of the winner's longer training
 DEFAULT_SETTINGS = {"nb201": {"C": 16, "N": 1}}
 DEFAULT_RESOLUTION = {"fashion-mnist": 16}
 
@@ -158,7 +156,7 @@ def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None
         event("fit", id=winner.user_attrs["id"], epochs=cfg.fit_epochs,
               screen_acc=winner.value, warm_start=cfg.fit_warm_start)
         best = fit_candidate(loaded, winner.number, cfg.fit_recipe(loaded.config.resolution),
-                             warm_start=cfg.fit_warm_start, stage=FIT)
+                             warm_start=cfg.fit_warm_start)
     out = run.exports_dir / "best"
     event("export", out=str(out))
     card = _export(run, out, best, cfg)
@@ -198,33 +196,28 @@ def _durations(study: optuna.Study) -> list[float]:
     """Seconds per epoch and training image of the study's finished trials, fits left out (from
     their per-epoch history)."""
     out = []
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+    for t in completed(study, fits=False):
         history = t.user_attrs.get("history") or []
         images = (t.user_attrs.get("recipe") or {}).get("train_size")
-        if history and images and "fit_of" not in t.user_attrs:
+        if history and images:
             out.append(history[-1]["seconds"] / len(history) / images)
     return out
 
 
 def _best_screened(study: optuna.Study) -> optuna.trial.FrozenTrial:
     """The screening trial with the best validation accuracy (ties: the better-ranked one)."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if "fit_of" not in t.user_attrs]
+    done = completed(study, fits=False)
     if not done:
         raise HypernasError("no screening trial finished; run the search again to continue")
     return max(done, key=lambda t: (t.value, -t.params.get("rank", 0)))
 
 
 def _fitted(run: Run) -> dict[str, Any] | None:
-    """The row of the search's finished fit (the last, if several), or None."""
+    """The row of the study's last finished fit, or None."""
     if not run.study_path.exists():
         return None
-    study = open_study(run, create=False)
-    fits = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if t.user_attrs.get("stage") == FIT]
-    if not fits:
-        return None
-    return trial_row(run, fits[-1].number)
+    fits = [t for t in completed(open_study(run, create=False)) if "fit_of" in t.user_attrs]
+    return trial_row(run, fits[-1].number) if fits else None
 
 
 def _rank(loaded: LoadedRun, cands: list, cfg: SearchConfig, on_rows: Callable) -> None:

@@ -45,8 +45,9 @@ from .space import Candidate
 from .train import TrainConfig, train_network
 from .workflow import LoadedRun
 
-__all__ = ["RefineConfig", "refine_run", "fit_candidate", "refined_rows", "best_refined",
-           "trial_row", "trial_candidate", "export_run", "open_study", "StudyError"]
+__all__ = ["RefineConfig", "refine_run", "fit_candidate", "completed", "refined_rows",
+           "best_refined", "trial_row", "trial_candidate", "export_run", "open_study",
+           "StudyError"]
 
 STUDY = "refine"
 LR_RANGE = (1e-3, 0.3)  # what Optuna may pick for a trial's learning rate
@@ -70,9 +71,6 @@ class RefineConfig:
     ranking: str | None = None  # which ranking (default: hypernet, else the run's first)
     budget_minutes: float | None = None  # no new trial starts after this long (None: no limit)
     prune: bool = True  # stop trials whose accuracy falls below the median after epoch 2+
-    seed_epochs: int | None = None  # epochs of the seeded top-K trials (None: max_epochs)
-    seed_lr: float | None = None  # their learning rate (None: 0.02 from predicted weights, which
-    # keeps what the hypernetwork gave, or NB201's 0.1 from random weights)
     seed: int = 0  # sampler, weight init, batch order
 
     def __post_init__(self) -> None:
@@ -80,22 +78,17 @@ class RefineConfig:
             if getattr(self, key) < 1:
                 raise HypernasError(f"--{key.replace('_', '-')} must be at least 1, got "
                                     f"{getattr(self, key)}")
-        if self.seed_epochs is not None and not 1 <= self.seed_epochs <= self.max_epochs:
-            raise HypernasError(f"seed_epochs must be between 1 and max_epochs "
-                                f"({self.max_epochs}), got {self.seed_epochs}")
-        if self.seed_lr is not None and not LR_RANGE[0] <= self.seed_lr <= LR_RANGE[1]:
-            raise HypernasError(f"seed_lr must be between {LR_RANGE[0]} and {LR_RANGE[1]}, got "
-                                f"{self.seed_lr}")
         if self.mutations < 0:
             raise HypernasError(f"--mutations must be 0 or more, got {self.mutations}")
         if self.budget_minutes is not None and self.budget_minutes <= 0:
             raise HypernasError(f"--budget must be positive minutes, got {self.budget_minutes}")
 
     def seed_params(self, rank: int) -> dict[str, Any]:
-        """The parameters of the trial that seeds the ``rank``-th candidate."""
-        lr = self.seed_lr if self.seed_lr is not None else (0.02 if self.warm_start else 0.1)
-        return {"rank": rank, "mutation": 0, "lr": lr, "weight_decay": 5e-4,
-                "epochs": self.seed_epochs or self.max_epochs}
+        """The parameters of the trial that seeds the ``rank``-th candidate: all epochs, and from
+        predicted weights a small step (0.02) that keeps what the hypernetwork gave (at the
+        from-scratch rate one epoch lost accuracy); from random weights, NB201's 0.1."""
+        return {"rank": rank, "mutation": 0, "lr": 0.02 if self.warm_start else 0.1,
+                "weight_decay": 5e-4, "epochs": self.max_epochs}
 
 
 def _storage_url(run: Run) -> str:
@@ -243,24 +236,19 @@ def _plan(trial: optuna.Trial, loaded: LoadedRun, rows: Sequence[dict[str, Any]]
                          weight_decay=trial.suggest_float("weight_decay", *WD_RANGE, log=True),
                          train_size=cfg.train_size, resolution=loaded.config.resolution,
                          seed=cfg.seed)
-    _describe(trial, cand, base, recipe, cfg.warm_start)
+    for key, value in {"id": cand.id, "encoding": cand.encoding, "base": base["id"],
+                       "params": count_params(cand.graph), "warm_start": cfg.warm_start,
+                       "recipe": recipe.to_dict()}.items():
+        trial.set_user_attr(key, value)
     return cand, recipe
 
 
-def _describe(trial: optuna.Trial, cand: Candidate, base: dict[str, Any], recipe: TrainConfig,
-              warm_start: bool) -> None:
-    for key, value in {"id": cand.id, "encoding": cand.encoding, "base": base["id"],
-                       "params": count_params(cand.graph), "warm_start": warm_start,
-                       "recipe": recipe.to_dict()}.items():
-        trial.set_user_attr(key, value)
-
-
 def fit_candidate(loaded: LoadedRun, trial_number: int, recipe: TrainConfig,
-                  warm_start: bool = True, stage: str = "fit") -> dict[str, Any]:
+                  warm_start: bool = True) -> dict[str, Any]:
     """Train the candidate of finished trial ``trial_number`` again with ``recipe`` (all epochs,
-    no pruning) and record it as a finished trial of the run's study, weights included; returns
-    that trial's row (as :func:`best_refined` gives one). Nothing is recorded until training
-    ends, so a killed fit is re-run whole."""
+    no pruning) and record it as a finished trial of the run's study, weights included, marked
+    by the user attribute ``fit_of``; returns that trial's row (as :func:`best_refined` gives
+    one). Nothing is recorded until training ends, so a killed fit is re-run whole."""
     run = loaded.run
     with _lock(run):
         study = open_study(run)
@@ -290,7 +278,7 @@ def fit_candidate(loaded: LoadedRun, trial_number: int, recipe: TrainConfig,
         attrs = {**{k: source.user_attrs[k] for k in ("id", "encoding", "base", "params")
                     if k in source.user_attrs},
                  "warm_start": warm_start, "recipe": recipe.to_dict(), "history": result.history,
-                 "stage": stage, "fit_of": trial_number}
+                 "fit_of": trial_number}
         number = len(study.trials)
         _save_weights(run, number, _state_bytes(net))  # before the trial that names them
         study.add_trial(optuna.trial.create_trial(params=params, distributions=dists,
@@ -425,18 +413,21 @@ def _save_weights(run: Run, number: int, blob: bytes) -> None:
     os.replace(tmp, path)
 
 
+def completed(study: optuna.Study, fits: bool = True) -> list[optuna.trial.FrozenTrial]:
+    """The study's complete trials; ``fits=False`` leaves out those :func:`fit_candidate`
+    added (they carry the user attribute ``fit_of``)."""
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return done if fits else [t for t in done if "fit_of" not in t.user_attrs]
+
+
 def refined_rows(run: Run, fits: bool = True) -> dict[str, dict[str, Any]]:
     """Best finished trial per candidate id: ``{id: {val_acc, trial, epochs, ...}}`` (empty when
     the run has no study); ``fits=False`` leaves out the trainings :func:`fit_candidate` added."""
     if not run.study_path.exists():
         return {}
-    study = open_study(run, create=False)
     best: dict[str, dict[str, Any]] = {}
-    for trial in study.get_trials(deepcopy=False,
-                                  states=(optuna.trial.TrialState.COMPLETE,)):
+    for trial in completed(open_study(run, create=False), fits):
         cid = trial.user_attrs.get("id")
-        if not fits and "fit_of" in trial.user_attrs:
-            continue
         if cid is not None and (cid not in best or trial.value > best[cid]["val_acc"]):
             best[cid] = {"val_acc": trial.value, "trial": trial.number,
                          "encoding": trial.user_attrs.get("encoding"), **trial.params}

@@ -255,7 +255,7 @@ def test_the_study_never_prunes_on_the_first_epoch(runs):
 
 
 def test_the_median_rule():
-    from hypernas.refine import _median_rule
+    from hypernas.refine_ray import _median_rule
 
     table = {1: [0.5, 0.6, 0.7], 2: [0.6, 0.7, 0.8]}
     assert not _median_rule(table, 1, 0.1)          # never after the first epoch

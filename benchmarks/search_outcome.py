@@ -4,8 +4,8 @@ Each method gets the same budget on the same resources and returns one NB201 cel
 Fashion-MNIST:
 
 - ``hypernas``: ``run_search`` (train the hypernetwork, rank random candidates, screen the top
-  in rank order with short trainings from random weights, pick the best-screened cell), the
-  embedded default apart from the budget and seed;
+  in rank order with short trainings from random weights, train the best three screens with the
+  longer recipe and keep the best of those), the embedded default apart from the budget and seed;
 - ``random``: random cells, each trained with the screening recipe of ``hypernas search`` (2
   epochs on 5,000 images, 16x16, from random weights), the best validation accuracy wins;
 - ``tpe``: the same objective, with Optuna's TPE sampler choosing the six edge operations.
@@ -123,6 +123,8 @@ def search_hypernas(seed: int, budget_s: float, runs_root: Path) -> dict:
     return {"code": code, "val_acc": screened[best["id"]]["val_acc"],
             "fit_val_acc": best["val_acc"], "fit_test_acc": out["card"]["test_acc"],
             "evaluated": len(out["ranking"]), "screened": len(screened),
+            "finalists": {space.code(space.replay(screened[i]["encoding"]).params): acc
+                          for i, acc in out["finalists"].items()},
             "hypernet_top": space.code(space.replay(top["encoding"]).params)}
 
 

@@ -4,8 +4,8 @@
 2. rank random candidates by the loss of their predicted weights;
 3. screen the top of that ranking, in rank order, with short real training from random weights
    (a refinement study in ``runs/<name>/study.db``) for what the budget leaves;
-4. train the best-screened candidate with a longer recipe (NB201's, 5 epochs) from random
-   weights;
+4. train the few best-screened candidates (the finalists, 3 by default) with a longer recipe
+   (NB201's, 5 epochs) from random weights and keep the one with the best validation accuracy;
 5. export that model.
 
 Screening starts from random weights on purpose: measured on the Fashion-MNIST truth cells
@@ -13,7 +13,10 @@ Screening starts from random weights on purpose: measured on the Fashion-MNIST t
 hypernetwork's own ranking (Spearman 0.85 with it, 0.67 with the truth), while the same training
 from random weights is a second opinion of its own (0.59 with the hypernetwork, 0.80 with the
 truth). The hypernetwork chooses which candidates are worth that training; the training chooses
-among them. The winner's final training also starts from random weights: with the hypernetwork
+among them. A two-epoch screen is too noisy to pick *the* best of a good top (on the truth cells
+its error is about a point, while the ten best of a hundred random cells lie within half a point),
+so the last choice is made on the longer training of a few finalists: successive halving with
+two rungs. The finalists' training also starts from random weights: with the hypernetwork
 a 15-minute search can train, five epochs from its predicted weights ended 3 points below five
 epochs from random weights on the same cell (docs/BENCHMARKS.md); predicted weights pay off in
 short trainings (``hypernas refine``), not in a full one.
@@ -56,6 +59,7 @@ __all__ = ["SearchConfig", "run_search"]
 TRAIN_SHARE = 0.45  # of the budget: hypernetwork training (ranking, screening, fit: the rest)
 EXPORT_RESERVE_MIN = 0.5  # minutes kept back for the screening trial that overruns + export
 SCREENED = "search_screened"  # study attribute: the search's screening stage has finished
+FITTED = "search_fitted"  # study attribute: the finalists' trainings have finished
 DEFAULT_SETTINGS = {"nb201": {"C": 16, "N": 1}}
 DEFAULT_RESOLUTION = {"fashion-mnist": 16}
 
@@ -76,7 +80,9 @@ class SearchConfig:
     # mutations and recipes after the top is screened)
     screen_epochs: int = 2  # epochs of a screening trial, from random weights
     screen_train_size: int = 5_000  # training images of a screening trial
-    fit_epochs: int = 5  # epochs of the winner's final training
+    finalists: int = 3  # best-screened candidates trained with the longer recipe (the first
+    # always; the others while the budget lasts); the best of them by validation is exported
+    fit_epochs: int = 5  # epochs of a finalist's training
     fit_train_size: int | None = 10_000  # its training images (None: the whole training split)
     fit_lr: float = 0.1  # its peak learning rate (cosine-annealed)
     fit_warm_start: bool = False  # start it from predicted weights instead of random ones
@@ -91,7 +97,7 @@ class SearchConfig:
             raise HypernasError(f"--budget must be positive minutes, got {self.budget_minutes}")
         if self.candidates < 1:
             raise HypernasError(f"--n must be at least 1, got {self.candidates}")
-        for key in ("top", "screen_epochs", "screen_train_size", "fit_epochs"):
+        for key in ("top", "finalists", "screen_epochs", "screen_train_size", "fit_epochs"):
             if getattr(self, key) < 1:
                 raise HypernasError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.trials is not None and self.trials < 1:
@@ -130,7 +136,8 @@ class SearchConfig:
 def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None] | None = None
                ) -> dict[str, Any]:
     """Train, rank, screen, fit and export (each resumed from the run folder); returns the
-    ranking rows, the fitted winner and the export path. ``on_event(stage, info)`` reports
+    ranking rows, the winner's row, the finalists' validation accuracies (``{id: acc}``) and
+    the export path. ``on_event(stage, info)`` reports
     progress."""
     def event(stage: str, **info: Any) -> None:
         if on_event is not None:
@@ -148,27 +155,26 @@ def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None
     cands = loaded.space.sample_many(cfg.candidates, seed=cfg.seed)
     event("rank", candidates=len(cands), workers=cfg.workers)
     _rank(loaded, cands, cfg, lambda rows: event("ranked-rows", rows=len(rows)))
+
+    def elapsed() -> float:  # minutes
+        return (spent + time.monotonic() - started) / 60
+
     if not (run.study_path.exists() and open_study(run, cfg.seed).user_attrs.get(SCREENED)):
-        _screen(loaded, cfg, lambda: (spent + time.monotonic() - started) / 60, event)
-    best = _fitted(run)
-    if best is None:
-        winner = _best_screened(open_study(run, cfg.seed))
-        event("fit", id=winner.user_attrs["id"], epochs=cfg.fit_epochs,
-              screen_acc=winner.value, warm_start=cfg.fit_warm_start)
-        best = fit_candidate(loaded, winner.number, cfg.fit_recipe(loaded.config.resolution),
-                             warm_start=cfg.fit_warm_start)
+        _screen(loaded, cfg, elapsed, event)
+    best, finalists = _fit_finalists(loaded, cfg, elapsed, event)
     out = run.exports_dir / "best"
     event("export", out=str(out))
     card = _export(run, out, best, cfg)
     ranked = sorted(ranking_rows(run, "hypernet").values(), key=lambda r: -r["score"])
-    return {"run": run, "ranking": ranked, "best": best, "export": out, "card": card}
+    return {"run": run, "ranking": ranked, "best": best, "finalists": finalists, "export": out,
+            "card": card}
 
 
 def _screen(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],
             event: Callable) -> None:
     """Screen the top of the ranking for what the budget leaves after what is ``spent()``
-    (minutes), the winner's fit, the last screening trial (both estimated from the first
-    trial's time) and the export."""
+    (minutes), the finalists' trainings, the last screening trial (both estimated from the
+    first trial's time) and the export."""
     def on_trial(t: dict[str, Any]) -> None:
         event("trial", **t)
 
@@ -176,15 +182,15 @@ def _screen(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],
     event("refine", top=cfg.top, trials=cfg.trials or cfg.top,
           minutes=cfg.budget_minutes - spent())
     screen = cfg.screen_config()
-    if not _durations(open_study(run, cfg.seed)):  # time one trial first
+    if not _minutes_per_image_epoch(open_study(run, cfg.seed)):  # time one trial first
         refine_run(loaded, dataclasses.replace(screen, trials=1), on_trial=on_trial,
                    workers=cfg.workers, address=cfg.address)
     study = open_study(run, cfg.seed)
-    per_image_epoch = _durations(study)
-    cost = statistics.median(per_image_epoch) / 60 if per_image_epoch else 0.0  # minutes
+    cost = _minutes_per_image_epoch(study)
     fit_min = cost * (cfg.fit_train_size or 50_000) * cfg.fit_epochs  # whole split: ~50,000
     trial_min = cost * cfg.screen_train_size * cfg.screen_epochs  # one may start at the deadline
-    left = cfg.budget_minutes - spent() - fit_min - trial_min - EXPORT_RESERVE_MIN
+    left = (cfg.budget_minutes - spent() - cfg.finalists * fit_min - trial_min
+            - EXPORT_RESERVE_MIN)
     if left > 0:
         study = refine_run(loaded, dataclasses.replace(screen, budget_minutes=left),
                            on_trial=on_trial, workers=cfg.workers, address=cfg.address)
@@ -192,32 +198,59 @@ def _screen(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],
     study.set_user_attr(SCREENED, True)
 
 
-def _durations(study: optuna.Study) -> list[float]:
-    """Seconds per epoch and training image of the study's finished trials, fits left out (from
-    their per-epoch history)."""
+def _minutes_per_image_epoch(study: optuna.Study) -> float:
+    """Median minutes per epoch and training image of the study's finished screens (0 if none),
+    from their per-epoch history."""
     out = []
     for t in completed(study, fits=False):
         history = t.user_attrs.get("history") or []
         images = (t.user_attrs.get("recipe") or {}).get("train_size")
         if history and images:
             out.append(history[-1]["seconds"] / len(history) / images)
-    return out
+    return statistics.median(out) / 60 if out else 0.0
 
 
-def _best_screened(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    """The screening trial with the best validation accuracy (ties: the better-ranked one)."""
+def _screen_order(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The finished screens, best validation accuracy first (ties: the better-ranked one)."""
     done = completed(study, fits=False)
     if not done:
         raise HypernasError("no screening trial finished; run the search again to continue")
-    return max(done, key=lambda t: (t.value, -t.params.get("rank", 0)))
+    return sorted(done, key=lambda t: (-t.value, t.params.get("rank", 0)))
 
 
-def _fitted(run: Run) -> dict[str, Any] | None:
-    """The row of the study's last finished fit, or None."""
-    if not run.study_path.exists():
-        return None
-    fits = [t for t in completed(open_study(run, create=False)) if "fit_of" in t.user_attrs]
-    return trial_row(run, fits[-1].number) if fits else None
+def _fit_finalists(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],
+                   event: Callable) -> tuple[dict[str, Any], dict[str, float]]:
+    """Train the ``cfg.finalists`` best screens with the fit recipe, best first: the first
+    always, each further one only if its estimated time (the last fit's) still fits in the
+    budget beside the export. Fits already in the study are kept (a killed search resumes with
+    the next finalist). Returns the row of the fit with the best validation accuracy (ties: the
+    better screen) and ``{id: validation accuracy}`` of every fit."""
+    run = loaded.run
+    study = open_study(run, cfg.seed)
+    finalists = _screen_order(study)[:cfg.finalists]
+    fits = {t.user_attrs["fit_of"]: t for t in completed(study) if "fit_of" in t.user_attrs}
+    if not study.user_attrs.get(FITTED):
+        recipe = cfg.fit_recipe(loaded.config.resolution)
+        for place, screen in enumerate(finalists, start=1):
+            if screen.number in fits:
+                continue
+            if fits:
+                last = max(fits.values(), key=lambda t: t.number).user_attrs["history"]
+                if spent() + last[-1]["seconds"] / 60 + EXPORT_RESERVE_MIN > cfg.budget_minutes:
+                    break
+            event("fit", id=screen.user_attrs["id"], epochs=cfg.fit_epochs, place=place,
+                  finalists=len(finalists), screen_acc=screen.value,
+                  warm_start=cfg.fit_warm_start)
+            row = fit_candidate(loaded, screen.number, recipe, warm_start=cfg.fit_warm_start)
+            event("fitted", id=row["id"], place=place, screen_acc=screen.value,
+                  val_acc=row["val_acc"])
+            fits[screen.number] = open_study(run, cfg.seed).trials[row["trial"]]
+        # the budget may have stopped it short of its finalists: a re-run must not add more
+        open_study(run, cfg.seed).set_user_attr(FITTED, True)
+    place = {t.number: i for i, t in enumerate(finalists)}
+    best = max(fits.values(),
+               key=lambda t: (t.value, -place.get(t.user_attrs["fit_of"], len(place))))
+    return trial_row(run, best.number), {t.user_attrs["id"]: t.value for t in fits.values()}
 
 
 def _rank(loaded: LoadedRun, cands: list, cfg: SearchConfig, on_rows: Callable) -> None:

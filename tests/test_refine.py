@@ -3,6 +3,7 @@ top-K, survives a kill, refuses another run's study file, and exports a loadable
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -261,3 +262,46 @@ def test_the_median_rule():
     assert not _median_rule(table, 1, 0.1)          # never after the first epoch
     assert _median_rule(table, 2, 0.65) and not _median_rule(table, 2, 0.75)
     assert not _median_rule({2: [0.9, 0.9]}, 2, 0.1)  # fewer than 3 finished trials
+
+
+def test_the_finalists_are_the_best_screens_and_the_best_fit_wins(runs):
+    from hypernas.pipeline import FITTED, SearchConfig, _fit_finalists
+    from hypernas.refine import fit_candidate
+    from hypernas.workflow import load_run
+
+    assert main(["refine", "t", "--top", "3", "--trials", "3", "--max-epochs", "1",
+                 "--mutations", "0"]) == 0
+    loaded = load_run(Run("t", root=runs))
+    study = open_study(loaded.run, create=False)
+    screens = sorted((t for t in study.get_trials(states=DONE) if t.value is not None),
+                     key=lambda t: (-t.value, t.params["rank"]))
+    cfg = SearchConfig(budget_minutes=1e6, finalists=2, fit_epochs=1, fit_train_size=None)
+    # a search killed after its first finalist's training: that fit is kept, the next is added
+    fit_candidate(loaded, screens[0].number, cfg.fit_recipe(None), warm_start=False)
+    events = []
+    best, finalists = _fit_finalists(loaded, cfg, lambda: 0.0, lambda s, **i: events.append(i))
+    study = open_study(loaded.run, create=False)
+    fits = [t for t in study.trials if "fit_of" in t.user_attrs]
+    assert [t.user_attrs["fit_of"] for t in fits] == [s.number for s in screens[:2]]
+    assert [e["place"] for e in events if "place" in e] == [2]
+    assert all(t.params["epochs"] == 1 and not t.user_attrs["warm_start"] for t in fits)
+    assert best["trial"] == max(fits, key=lambda t: t.value).number
+    assert finalists == {t.user_attrs["id"]: t.value for t in fits}
+    assert study.user_attrs[FITTED]
+    # done: a re-run with more finalists trains nothing more
+    again = _fit_finalists(loaded, dataclasses.replace(cfg, finalists=3), lambda: 0.0,
+                           lambda s, **i: events.append(i))
+    assert again[0] == best and len(open_study(loaded.run, create=False).trials) == len(study.trials)
+
+
+def test_the_budget_leaves_out_finalists_but_never_the_first(runs):
+    from hypernas.pipeline import SearchConfig, _fit_finalists
+    from hypernas.workflow import load_run
+
+    assert main(["refine", "t", "--top", "2", "--trials", "2", "--max-epochs", "1",
+                 "--mutations", "0"]) == 0
+    loaded = load_run(Run("t", root=runs))
+    cfg = SearchConfig(budget_minutes=1.0, finalists=2, fit_epochs=1, fit_train_size=None)
+    best, finalists = _fit_finalists(loaded, cfg, lambda: 0.99, lambda s, **i: None)
+    fits = [t for t in open_study(loaded.run, create=False).trials if "fit_of" in t.user_attrs]
+    assert len(fits) == 1 == len(finalists) and best["trial"] == fits[0].number

@@ -85,9 +85,16 @@ def cmd_search(args: argparse.Namespace) -> int:
                           f"{info.get('id', '?')}, mutation {info.get('mutation')}): val acc "
                           f"{value}", markup=False)
         elif stage == "fit":
-            console.print(f"[4/5] training the winner {info['id']} (screened "
-                          f"{info['screen_acc']:.4f}) for {info['epochs']} epochs from "
-                          + ("its predicted weights" if info["warm_start"] else "random weights"),
+            n = info["finalists"]
+            if info["place"] == 1:
+                console.print(f"[4/5] training {'the best screen' if n == 1 else f'the {n} best screens'}"
+                              f" for {info['epochs']} epochs from "
+                              + ("their predicted weights" if info["warm_start"]
+                                 else "random weights") + " (while the budget lasts)",
+                              markup=False)
+        elif stage == "fitted":
+            console.print(f"      finalist {info['place']}: {info['id']} screened "
+                          f"{info['screen_acc']:.4f} -> val acc {info['val_acc']:.4f}",
                           markup=False)
         elif stage == "export":
             console.print(f"[5/5] exporting the winner -> {info['out']}", markup=False)
@@ -95,7 +102,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     result = run_search(cfg, on_event)
     screened = {i: r["val_acc"] for i, r in refined_rows(result["run"], fits=False).items()}
     rows = [{**r, "rank": i} for i, r in enumerate(result["ranking"], start=1)][:args.show]
-    console.print(ranking_table(rows, {"screened val acc": screened},
+    console.print(ranking_table(rows, {"screened val acc": screened,
+                                              "finalist val acc": result["finalists"]},
                                 title=f"{cfg.run}: top {len(rows)} of {len(result['ranking'])} "
                                       "by hypernet score"))
     card = result["card"]

@@ -99,7 +99,8 @@ class SearchConfig:
             raise HypernasError(f"--n must be at least 1, got {self.candidates}")
         for key in ("top", "finalists", "screen_epochs", "screen_train_size", "fit_epochs"):
             if getattr(self, key) < 1:
-                raise HypernasError(f"{key} must be at least 1, got {getattr(self, key)}")
+                flag = f"--{key}" if key in ("top", "finalists") else key
+                raise HypernasError(f"{flag} must be at least 1, got {getattr(self, key)}")
         if self.trials is not None and self.trials < 1:
             raise HypernasError(f"--trials must be at least 1, got {self.trials}")
 

@@ -95,6 +95,7 @@ def test_invalid_encoding_is_one_line_without_traceback():
     (["sample", "nb201", "--set", "N"], "KEY=VALUE"),
     (["sample", "nb201", "--data", "cifar10"], "unknown dataset"),
     (["sample", "nb201", "--data", "mnist1d"], "mlp space"),
+    (["search", "--finalists", "0"], "--finalists must be at least 1"),
 ])
 def test_user_errors_exit_2(argv, words, capsys):
     assert main(argv) == 2

@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int,
                    help="screening trials at most (default: --top; more lets Optuna try "
                         "mutations and recipes once the top is screened)")
+    p.add_argument("--finalists", type=int, default=3,
+                   help="best screens trained for 5 epochs, the best of them exported (3; the "
+                        "first always, the others while the budget lasts)")
     p.add_argument("--workers", type=int, metavar="K",
                    help="rank and screen on Ray with K workers")
     p.add_argument("--address", metavar="HOST:PORT", help="a running Ray cluster (with --workers)")

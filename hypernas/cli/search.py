@@ -55,8 +55,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     formats = tuple(f for f in args.format.split(",") if f)
     cfg = SearchConfig(space=args.space, data=args.data,
                        space_settings=dict(_parse_setting(s) for s in args.set or []),
-                       resolution=args.resolution, budget_minutes=args.budget, candidates=args.n, top=args.top,
-                       trials=args.trials, workers=args.workers, address=args.address,
+                       resolution=args.resolution, budget_minutes=args.budget,
+                       candidates=args.n, top=args.top, trials=args.trials,
+                       finalists=args.finalists, workers=args.workers, address=args.address,
                        formats=formats, name=args.run, seed=args.seed)
     _check_ray_args(args, "K (the number of scoring actors)")
     console, err = _console(), _console(stderr=True)

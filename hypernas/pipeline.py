@@ -60,6 +60,8 @@ TRAIN_SHARE = 0.45  # of the budget: hypernetwork training (ranking, screening, 
 EXPORT_RESERVE_MIN = 0.5  # minutes kept back for the screening trial that overruns + export
 SCREENED = "search_screened"  # study attribute: the search's screening stage has finished
 FITTED = "search_fitted"  # study attribute: the finalists' trainings have finished
+FINALIST_SHARE = 0.5  # at most this share of the time left after ranking goes to finalists
+# beyond the first (measured at 1 thread: a finalist's training costs ~5 screens)
 DEFAULT_SETTINGS = {"nb201": {"C": 16, "N": 1}}
 DEFAULT_RESOLUTION = {"fashion-mnist": 16}
 
@@ -175,7 +177,8 @@ def _screen(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],
             event: Callable) -> None:
     """Screen the top of the ranking for what the budget leaves after what is ``spent()``
     (minutes), the finalists' trainings, the last screening trial (both estimated from the
-    first trial's time) and the export."""
+    first trial's pace) and the export. The finalists after the first get at most
+    ``FINALIST_SHARE`` of that time: screening more of the top matters as much."""
     def on_trial(t: dict[str, Any]) -> None:
         event("trial", **t)
 
@@ -183,15 +186,19 @@ def _screen(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],
     event("refine", top=cfg.top, trials=cfg.trials or cfg.top,
           minutes=cfg.budget_minutes - spent())
     screen = cfg.screen_config()
-    if not _minutes_per_image_epoch(open_study(run, cfg.seed)):  # time one trial first
+    if _pace(open_study(run, cfg.seed)) is None:  # time one trial first
         refine_run(loaded, dataclasses.replace(screen, trials=1), on_trial=on_trial,
                    workers=cfg.workers, address=cfg.address)
     study = open_study(run, cfg.seed)
-    cost = _minutes_per_image_epoch(study)
-    fit_min = cost * (cfg.fit_train_size or 50_000) * cfg.fit_epochs  # whole split: ~50,000
-    trial_min = cost * cfg.screen_train_size * cfg.screen_epochs  # one may start at the deadline
-    left = (cfg.budget_minutes - spent() - cfg.finalists * fit_min - trial_min
-            - EXPORT_RESERVE_MIN)
+    per_image, per_eval = _pace(study)
+
+    def minutes(epochs: int, images: int) -> float:
+        return epochs * (images * per_image + per_eval) / 60
+
+    fit_min = minutes(cfg.fit_epochs, cfg.fit_train_size or len(loaded.data.train))
+    free = (cfg.budget_minutes - spent() - EXPORT_RESERVE_MIN
+            - minutes(cfg.screen_epochs, cfg.screen_train_size))  # a trial begun at the deadline
+    left = free - min(cfg.finalists * fit_min, max(fit_min, FINALIST_SHARE * free))
     if left > 0:
         study = refine_run(loaded, dataclasses.replace(screen, budget_minutes=left),
                            on_trial=on_trial, workers=cfg.workers, address=cfg.address)
@@ -199,16 +206,18 @@ def _screen(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],
     study.set_user_attr(SCREENED, True)
 
 
-def _minutes_per_image_epoch(study: optuna.Study) -> float:
-    """Median minutes per epoch and training image of the study's finished screens (0 if none),
-    from their per-epoch history."""
-    out = []
+def _pace(study: optuna.Study) -> tuple[float, float] | None:
+    """Median seconds per training image and epoch, and per validation pass, of the study's
+    finished screens (None if there is none), from their per-epoch history."""
+    train, val = [], []
     for t in completed(study, fits=False):
         history = t.user_attrs.get("history") or []
         images = (t.user_attrs.get("recipe") or {}).get("train_size")
         if history and images:
-            out.append(history[-1]["seconds"] / len(history) / images)
-    return statistics.median(out) / 60 if out else 0.0
+            evals = sum(h.get("eval_seconds", 0.0) for h in history)
+            train.append((history[-1]["seconds"] - evals) / len(history) / images)
+            val.append(evals / len(history))
+    return (statistics.median(train), statistics.median(val)) if train else None
 
 
 def _screen_order(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

@@ -130,9 +130,11 @@ def train_network(net: nn.Module, train: Split, val: Split, cfg: TrainConfig,
                 opt.step()
                 total, count = total + loss.item() * len(y), count + len(y)
             sched.step()
+        evaluating = time.perf_counter()
         val_acc, val_loss = evaluate(net, val)
+        now = time.perf_counter()
         row = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_acc": val_acc,
-               "val_loss": val_loss, "seconds": time.perf_counter() - start}
+               "val_loss": val_loss, "seconds": now - start, "eval_seconds": now - evaluating}
         history.append(row)
         if on_epoch is not None:
             on_epoch(row)

@@ -279,18 +279,19 @@ def test_the_finalists_are_the_best_screens_and_the_best_fit_wins(runs):
     # a search killed after its first finalist's training: that fit is kept, the next is added
     fit_candidate(loaded, screens[0].number, cfg.fit_recipe(None), warm_start=False)
     events = []
-    best, finalists = _fit_finalists(loaded, cfg, lambda: 0.0, lambda s, **i: events.append(i))
+    best, finalists = _fit_finalists(loaded, cfg, lambda: 0.0,
+                                     lambda stage, **i: events.append((stage, i)))
     study = open_study(loaded.run, create=False)
     fits = [t for t in study.trials if "fit_of" in t.user_attrs]
     assert [t.user_attrs["fit_of"] for t in fits] == [s.number for s in screens[:2]]
-    assert [e["place"] for e in events if "place" in e] == [2]
+    assert [i["place"] for stage, i in events if stage == "fit"] == [2]
     assert all(t.params["epochs"] == 1 and not t.user_attrs["warm_start"] for t in fits)
     assert best["trial"] == max(fits, key=lambda t: t.value).number
     assert finalists == {t.user_attrs["id"]: t.value for t in fits}
     assert study.user_attrs[FITTED]
     # done: a re-run with more finalists trains nothing more
     again = _fit_finalists(loaded, dataclasses.replace(cfg, finalists=3), lambda: 0.0,
-                           lambda s, **i: events.append(i))
+                           lambda stage, **i: events.append((stage, i)))
     assert again[0] == best and len(open_study(loaded.run, create=False).trials) == len(study.trials)
 
 
@@ -305,3 +306,21 @@ def test_the_budget_leaves_out_finalists_but_never_the_first(runs):
     best, finalists = _fit_finalists(loaded, cfg, lambda: 0.99, lambda s, **i: None)
     fits = [t for t in open_study(loaded.run, create=False).trials if "fit_of" in t.user_attrs]
     assert len(fits) == 1 == len(finalists) and best["trial"] == fits[0].number
+
+
+def test_the_screening_pace_separates_training_from_validation():
+    # a finalist trains on twice the images of a screen but validates on the same split: its
+    # time is estimated from both parts, not as a multiple of a screen
+    from hypernas.pipeline import _pace
+
+    study = optuna.create_study()
+    assert _pace(study) is None
+    x = optuna.distributions.FloatDistribution(0, 1)
+    for per_image, per_eval in ((1e-3, 4.0), (2e-3, 6.0), (3e-3, 5.0)):
+        epoch = 5_000 * per_image + per_eval
+        history = [{"seconds": epoch * (e + 1), "eval_seconds": per_eval} for e in range(2)]
+        study.add_trial(optuna.trial.create_trial(
+            params={"x": 0.5}, distributions={"x": x}, value=0.8,
+            user_attrs={"history": history, "recipe": {"train_size": 5_000}}))
+    per_image, per_eval = _pace(study)
+    assert per_image == pytest.approx(2e-3) and per_eval == pytest.approx(5.0)

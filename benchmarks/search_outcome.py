@@ -101,16 +101,20 @@ def search_random(seed: int, budget_s: float) -> dict:
 
 def search_random_sh(seed: int, budget_s: float) -> dict:
     """Random cells screened, then the best screens trained with the fit recipe, with the time
-    rule of ``hypernas search``: after the first screen, the finalists beyond the first get at
-    most ``FINALIST_SHARE`` of the time left, each later one only if the last fit's time still
-    fits."""
+    rule of ``hypernas search``: after the first screen, as many finalists as
+    ``FINALIST_SHARE`` of the time left holds (at least one), each trained only if its time,
+    estimated from its own screen, still fits."""
     import random
 
     start = time.perf_counter()
     cfg = SearchConfig(seed=seed)
     objective, rng = Objective(seed), random.Random(seed)
     fit = Objective(seed, cfg.fit_recipe(TRIAL.resolution))
-    tried, per_image, per_eval, reserve = {}, [], [], None
+    tried, paces, reserve = {}, {}, None
+
+    def seconds(pace: tuple[float, float], epochs: int, images: int) -> float:
+        return epochs * (images * pace[0] + pace[1])
+
     while True:
         code = objective.space.code(objective.space.sample(rng).params)
         if code in tried:
@@ -118,27 +122,22 @@ def search_random_sh(seed: int, budget_s: float) -> dict:
         result = objective.train(code)
         tried[code] = result.val_acc
         evals = sum(h["eval_seconds"] for h in result.history)
-        per_image.append((result.seconds - evals) / TRIAL.epochs / TRIAL.train_size)
-        per_eval.append(evals / TRIAL.epochs)
-
-        def cost(epochs: int, images: int) -> float:
-            return epochs * (images * statistics.median(per_image)
-                             + statistics.median(per_eval))
-
-        trial_s = cost(TRIAL.epochs, TRIAL.train_size)
+        paces[code] = ((result.seconds - evals) / TRIAL.epochs / TRIAL.train_size,
+                       evals / TRIAL.epochs)
+        pace = tuple(statistics.median(p[i] for p in paces.values()) for i in range(2))
+        trial_s = seconds(pace, TRIAL.epochs, TRIAL.train_size)
         if reserve is None:
-            fit_s = cost(cfg.fit_epochs, cfg.fit_train_size)
+            fit_s = seconds(pace, cfg.fit_epochs, cfg.fit_train_size)
             free = budget_s - (time.perf_counter() - start) - trial_s
-            reserve = min(cfg.finalists * fit_s, max(fit_s, FINALIST_SHARE * free))
+            reserve = fit_s * max(1, min(cfg.finalists, int(FINALIST_SHARE * free / fit_s)))
         if time.perf_counter() - start + trial_s + reserve > budget_s:
             break
-    fits, last = {}, 0.0
+    fits = {}
     for code in sorted(tried, key=lambda c: -tried[c])[:cfg.finalists]:
-        if fits and time.perf_counter() - start + last > budget_s:
-            break
-        t0 = time.perf_counter()
+        if fits and (time.perf_counter() - start
+                     + seconds(paces[code], cfg.fit_epochs, cfg.fit_train_size) > budget_s):
+            continue
         fits[code] = fit(code)
-        last = time.perf_counter() - t0
     best = max(fits, key=fits.get)  # ties: the better screen (dicts keep the screen order)
     return {"code": best, "val_acc": tried[best], "fit_val_acc": fits[best],
             "evaluated": len(tried), "finalists": fits}

@@ -190,15 +190,14 @@ def _screen(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],
         refine_run(loaded, dataclasses.replace(screen, trials=1), on_trial=on_trial,
                    workers=cfg.workers, address=cfg.address)
     study = open_study(run, cfg.seed)
-    per_image, per_eval = _pace(study)
-
-    def minutes(epochs: int, images: int) -> float:
-        return epochs * (images * per_image + per_eval) / 60
-
-    fit_min = minutes(cfg.fit_epochs, cfg.fit_train_size or len(loaded.data.train))
-    free = (cfg.budget_minutes - spent() - EXPORT_RESERVE_MIN
-            - minutes(cfg.screen_epochs, cfg.screen_train_size))  # a trial begun at the deadline
-    left = free - min(cfg.finalists * fit_min, max(fit_min, FINALIST_SHARE * free))
+    pace = _pace(study)
+    fit_min = _minutes(pace, cfg.fit_epochs, cfg.fit_train_size or len(loaded.data.train))
+    trial_min = _minutes(pace, cfg.screen_epochs, cfg.screen_train_size)
+    free = cfg.budget_minutes - spent() - EXPORT_RESERVE_MIN - trial_min  # one begun at the end
+    # as many finalists as FINALIST_SHARE of that time holds (at least one): a reserve for a
+    # finalist that then does not fit would leave the time idle
+    finalists = max(1, min(cfg.finalists, int(FINALIST_SHARE * free / max(fit_min, 1e-9))))
+    left = free - finalists * fit_min
     if left > 0:
         study = refine_run(loaded, dataclasses.replace(screen, budget_minutes=left),
                            on_trial=on_trial, workers=cfg.workers, address=cfg.address)
@@ -209,15 +208,25 @@ def _screen(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],
 def _pace(study: optuna.Study) -> tuple[float, float] | None:
     """Median seconds per training image and epoch, and per validation pass, of the study's
     finished screens (None if there is none), from their per-epoch history."""
-    train, val = [], []
-    for t in completed(study, fits=False):
-        history = t.user_attrs.get("history") or []
-        images = (t.user_attrs.get("recipe") or {}).get("train_size")
-        if history and images:
-            evals = sum(h.get("eval_seconds", 0.0) for h in history)
-            train.append((history[-1]["seconds"] - evals) / len(history) / images)
-            val.append(evals / len(history))
-    return (statistics.median(train), statistics.median(val)) if train else None
+    paces = [p for p in map(_pace_of, completed(study, fits=False)) if p is not None]
+    if not paces:
+        return None
+    return statistics.median(p[0] for p in paces), statistics.median(p[1] for p in paces)
+
+
+def _pace_of(trial: optuna.trial.FrozenTrial) -> tuple[float, float] | None:
+    """One finished training's seconds per training image and epoch, and per validation pass."""
+    history = trial.user_attrs.get("history") or []
+    images = (trial.user_attrs.get("recipe") or {}).get("train_size")
+    if not (history and images):
+        return None
+    evals = sum(h.get("eval_seconds", 0.0) for h in history)
+    return (history[-1]["seconds"] - evals) / len(history) / images, evals / len(history)
+
+
+def _minutes(pace: tuple[float, float], epochs: int, images: int) -> float:
+    """Minutes of a training at ``pace`` (seconds per image-epoch, per validation pass)."""
+    return epochs * (images * pace[0] + pace[1]) / 60
 
 
 def _screen_order(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -231,8 +240,8 @@ def _screen_order(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 def _fit_finalists(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],
                    event: Callable) -> tuple[dict[str, Any], dict[str, float]]:
     """Train the ``cfg.finalists`` best screens with the fit recipe, best first: the first
-    always, each further one only if its estimated time (the last fit's) still fits in the
-    budget beside the export. Fits already in the study are kept (a killed search resumes with
+    always, each further one only if its estimated time (from its own screen's pace) still fits
+    in the budget beside the export. Fits already in the study are kept (a killed search resumes with
     the next finalist). Returns the row of the fit with the best validation accuracy (ties: the
     better screen) and ``{id: validation accuracy}`` of every fit."""
     run = loaded.run
@@ -241,13 +250,14 @@ def _fit_finalists(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], flo
     fits = {t.user_attrs["fit_of"]: t for t in completed(study) if "fit_of" in t.user_attrs}
     if not study.user_attrs.get(FITTED):
         recipe = cfg.fit_recipe(loaded.config.resolution)
+        images = recipe.train_size or len(loaded.data.train)
         for place, screen in enumerate(finalists, start=1):
             if screen.number in fits:
                 continue
-            if fits:
-                last = max(fits.values(), key=lambda t: t.number).user_attrs["history"]
-                if spent() + last[-1]["seconds"] / 60 + EXPORT_RESERVE_MIN > cfg.budget_minutes:
-                    break
+            pace = _pace_of(screen) or _pace(study)
+            if fits and pace is not None and (spent() + _minutes(pace, cfg.fit_epochs, images)
+                                               + EXPORT_RESERVE_MIN > cfg.budget_minutes):
+                continue  # a smaller finalist further down may still fit
             event("fit", id=screen.user_attrs["id"], epochs=cfg.fit_epochs, place=place,
                   finalists=len(finalists), screen_acc=screen.value,
                   warm_start=cfg.fit_warm_start)

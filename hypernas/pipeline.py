@@ -1,4 +1,4 @@
-"""One search, end to end: train the hypernetwork, rank, screen the top, fit the winner, export.
+"""One search, end to end: train the hypernetwork, rank, screen the top, fit the finalists, export.
 
 1. train a graph hypernetwork over the space for a share of the budget;
 2. rank random candidates by the loss of their predicted weights;
@@ -13,13 +13,13 @@ Screening starts from random weights on purpose: measured on the Fashion-MNIST t
 hypernetwork's own ranking (Spearman 0.85 with it, 0.67 with the truth), while the same training
 from random weights is a second opinion of its own (0.59 with the hypernetwork, 0.80 with the
 truth). The hypernetwork chooses which candidates are worth that training; the training chooses
-among them. A two-epoch screen is too noisy to pick *the* best of a good top (on the truth cells
-its error is about a point, while the ten best of a hundred random cells lie within half a point),
-so the last choice is made on the longer training of a few finalists: successive halving with
-two rungs. The finalists' training also starts from random weights: with the hypernetwork
-a 15-minute search can train, five epochs from its predicted weights ended 3 points below five
-epochs from random weights on the same cell (docs/BENCHMARKS.md); predicted weights pay off in
-short trainings (``hypernas refine``), not in a full one.
+among them. A two-epoch screen is too noisy to pick *the* best of a good top (on the 100 truth
+cells it agrees with the truth at Spearman 0.80 overall but -0.02 inside the best ten, which lie
+within 0.44 points), so the last choice is made on the longer training of a few finalists:
+successive halving with two rungs. The finalists' training also starts from random weights:
+with the hypernetwork a 15-minute search can train, five epochs from its predicted weights ended
+3 points below five epochs from random weights on the same cell (docs/BENCHMARKS.md); predicted
+weights pay off in short trainings (``hypernas refine``), not in a full one.
 
 Every stage writes into ``runs/<name>/`` and resumes from what is there, so running the same
 search again after a kill (at any point) continues where it stopped; a finished search re-run
@@ -241,9 +241,9 @@ def _fit_finalists(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], flo
                    event: Callable) -> tuple[dict[str, Any], dict[str, float]]:
     """Train the ``cfg.finalists`` best screens with the fit recipe, best first: the first
     always, each further one only if its estimated time (from its own screen's pace) still fits
-    in the budget beside the export. Fits already in the study are kept (a killed search resumes with
-    the next finalist). Returns the row of the fit with the best validation accuracy (ties: the
-    better screen) and ``{id: validation accuracy}`` of every fit."""
+    in the budget beside the export. Fits already in the study are kept (a killed search resumes
+    with the next finalist). Returns the row of the fit with the best validation accuracy (ties:
+    the better screen) and ``{id: validation accuracy}`` of every fit."""
     run = loaded.run
     study = open_study(run, cfg.seed)
     finalists = _screen_order(study)[:cfg.finalists]

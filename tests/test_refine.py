@@ -292,7 +292,8 @@ def test_the_finalists_are_the_best_screens_and_the_best_fit_wins(runs):
     # done: a re-run with more finalists trains nothing more
     again = _fit_finalists(loaded, dataclasses.replace(cfg, finalists=3), lambda: 0.0,
                            lambda stage, **i: events.append((stage, i)))
-    assert again[0] == best and len(open_study(loaded.run, create=False).trials) == len(study.trials)
+    assert again[0] == best
+    assert len(open_study(loaded.run, create=False).trials) == len(study.trials)
 
 
 def test_the_budget_leaves_out_finalists_but_never_the_first(runs):

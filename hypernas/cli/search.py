@@ -87,9 +87,10 @@ def cmd_search(args: argparse.Namespace) -> int:
                           f"{value}", markup=False)
         elif stage == "fit":
             n = info["finalists"]
-            if info["place"] == 1:
-                console.print(f"[4/5] training {'the best screen' if n == 1 else f'the {n} best screens'}"
-                              f" for {info['epochs']} epochs from "
+            if not last_log.get("fitting"):  # the stage's header, once per call
+                last_log["fitting"] = True
+                which = "the best screen" if n == 1 else f"the {n} best screens"
+                console.print(f"[4/5] training {which} for {info['epochs']} epochs from "
                               + ("their predicted weights" if info["warm_start"]
                                  else "random weights") + " (while the budget lasts)",
                               markup=False)

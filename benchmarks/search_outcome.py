@@ -51,7 +51,8 @@ from rank_nb201 import fmnist_truth as truth_table, nb201_labels  # noqa: E402
 
 import hypernas as hn  # noqa: E402
 from hypernas.data import load_dataset  # noqa: E402
-from hypernas.pipeline import FINALIST_SHARE, SearchConfig, run_search  # noqa: E402
+from hypernas.pipeline import (FINALIST_SHARE, SearchConfig, _minutes, _history_pace,  # noqa: E402
+                               run_search)
 from hypernas.refine import refined_rows  # noqa: E402
 from hypernas.runs import read_jsonl  # noqa: E402
 from hypernas.train import TrainConfig, TrainResult, prepare_dataset, train_network  # noqa: E402
@@ -113,7 +114,7 @@ def search_random_sh(seed: int, budget_s: float) -> dict:
     tried, paces, reserve = {}, {}, None
 
     def seconds(pace: tuple[float, float], epochs: int, images: int) -> float:
-        return epochs * (images * pace[0] + pace[1])
+        return 60 * _minutes(pace, epochs, images)  # the search's own estimate
 
     while True:
         code = objective.space.code(objective.space.sample(rng).params)
@@ -121,9 +122,7 @@ def search_random_sh(seed: int, budget_s: float) -> dict:
             continue
         result = objective.train(code)
         tried[code] = result.val_acc
-        evals = sum(h["eval_seconds"] for h in result.history)
-        paces[code] = ((result.seconds - evals) / TRIAL.epochs / TRIAL.train_size,
-                       evals / TRIAL.epochs)
+        paces[code] = _history_pace(result.history, TRIAL.train_size)
         pace = tuple(statistics.median(p[i] for p in paces.values()) for i in range(2))
         trial_s = seconds(pace, TRIAL.epochs, TRIAL.train_size)
         if reserve is None:

@@ -140,8 +140,7 @@ def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None
                ) -> dict[str, Any]:
     """Train, rank, screen, fit and export (each resumed from the run folder); returns the
     ranking rows, the winner's row, the finalists' validation accuracies (``{id: acc}``) and
-    the export path. ``on_event(stage, info)`` reports
-    progress."""
+    the export path. ``on_event(stage, info)`` reports progress."""
     def event(stage: str, **info: Any) -> None:
         if on_event is not None:
             on_event(stage, info)
@@ -218,8 +217,12 @@ def _pace_of(trial: optuna.trial.FrozenTrial) -> tuple[float, float] | None:
     """One finished training's seconds per training image and epoch, and per validation pass."""
     history = trial.user_attrs.get("history") or []
     images = (trial.user_attrs.get("recipe") or {}).get("train_size")
-    if not (history and images):
-        return None
+    return _history_pace(history, images) if history and images else None
+
+
+def _history_pace(history: list[dict[str, float]], images: int) -> tuple[float, float]:
+    """Seconds per training image and epoch, and per validation pass, of a training's per-epoch
+    history (``train_network``'s) on ``images`` training images."""
     evals = sum(h.get("eval_seconds", 0.0) for h in history)
     return (history[-1]["seconds"] - evals) / len(history) / images, evals / len(history)
 

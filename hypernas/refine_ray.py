@@ -17,7 +17,7 @@ import optuna
 import torch
 
 from .refine import (RefineConfig, StudyError, _finished, _initial_network, _plan, _save_weights,
-                     _seed_next, _state_bytes)
+                     _seed_next, _state_bytes, completed)
 from .train import TrainConfig, train_network
 from .workflow import LoadedRun
 
@@ -62,15 +62,15 @@ def train_trial(config: dict[str, Any], checkpoint: bytes | None, encoding: str,
 
 def _prune_table(study: optuna.Study) -> dict[int, list[float]]:
     table: dict[int, list[float]] = {}
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+    for t in completed(study):  # fits report no epochs: they add nothing here
         for step, value in t.intermediate_values.items():
             table.setdefault(int(step), []).append(value)
     return table
 
 
 def optimize_on_ray(loaded: LoadedRun, study: optuna.Study, rows: Sequence[dict[str, Any]],
-                     cfg: RefineConfig, workers: int, address: str | None,
-                     report_trial: Callable, deadline: float = math.inf, retries: int = 3) -> None:
+                    cfg: RefineConfig, workers: int, address: str | None,
+                    report_trial: Callable, deadline: float = math.inf, retries: int = 3) -> None:
     """Ask/tell on this process, training on ``workers`` Ray workers until ``cfg.trials`` have
     finished or the ``time.monotonic()`` deadline passed; a trial whose worker is lost is failed
     and queued again with its parameters."""

@@ -51,8 +51,8 @@ from rank_nb201 import fmnist_truth as truth_table, nb201_labels  # noqa: E402
 
 import hypernas as hn  # noqa: E402
 from hypernas.data import load_dataset  # noqa: E402
-from hypernas.pipeline import (FINALIST_SHARE, SearchConfig, _minutes, _history_pace,  # noqa: E402
-                               run_search)
+from hypernas.pipeline import (FINALIST_SHARE, SearchConfig, _finalist_minutes,  # noqa: E402
+                               _history_pace, _minutes, run_search)
 from hypernas.refine import refined_rows  # noqa: E402
 from hypernas.runs import read_jsonl  # noqa: E402
 from hypernas.train import TrainConfig, TrainResult, prepare_dataset, train_network  # noqa: E402
@@ -102,19 +102,20 @@ def search_random(seed: int, budget_s: float) -> dict:
 
 def search_random_sh(seed: int, budget_s: float) -> dict:
     """Random cells screened, then the best screens trained with the fit recipe, with the time
-    rule of ``hypernas search``: after the first screen, as many finalists as
-    ``FINALIST_SHARE`` of the time left holds (at least one), each trained only if its time,
-    estimated from its own screen, still fits."""
+    rule of ``hypernas search``: screening goes on while one more screen, the finalists' fits
+    (the current best screens at their own paces, as many as ``FINALIST_SHARE`` of the time
+    free after the first screen holds, at least one) and nothing else fit; then each finalist
+    after the first is trained only if its time, estimated from its own screen, still fits."""
     import random
 
     start = time.perf_counter()
     cfg = SearchConfig(seed=seed)
     objective, rng = Objective(seed), random.Random(seed)
     fit = Objective(seed, cfg.fit_recipe(TRIAL.resolution))
-    tried, paces, reserve = {}, {}, None
+    tried, paces, share = {}, {}, None
 
-    def seconds(pace: tuple[float, float], epochs: int, images: int) -> float:
-        return 60 * _minutes(pace, epochs, images)  # the search's own estimate
+    def minutes_left() -> float:
+        return (budget_s - (time.perf_counter() - start)) / 60
 
     while True:
         code = objective.space.code(objective.space.sample(rng).params)
@@ -124,17 +125,17 @@ def search_random_sh(seed: int, budget_s: float) -> dict:
         tried[code] = result.val_acc
         paces[code] = _history_pace(result.history, TRIAL.train_size)
         pace = tuple(statistics.median(p[i] for p in paces.values()) for i in range(2))
-        trial_s = seconds(pace, TRIAL.epochs, TRIAL.train_size)
-        if reserve is None:
-            fit_s = seconds(pace, cfg.fit_epochs, cfg.fit_train_size)
-            free = budget_s - (time.perf_counter() - start) - trial_s
-            reserve = fit_s * max(1, min(cfg.finalists, int(FINALIST_SHARE * free / fit_s)))
-        if time.perf_counter() - start + trial_s + reserve > budget_s:
+        trial_min = _minutes(pace, TRIAL.epochs, TRIAL.train_size)
+        if share is None:
+            share = FINALIST_SHARE * (minutes_left() - trial_min)
+        best = sorted(tried, key=lambda c: -tried[c])
+        fits_min = _finalist_minutes([paces[c] for c in best], pace, cfg.finalists, share,
+                                     cfg.fit_epochs, cfg.fit_train_size)
+        if trial_min + fits_min > minutes_left():
             break
     fits = {}
     for code in sorted(tried, key=lambda c: -tried[c])[:cfg.finalists]:
-        if fits and (time.perf_counter() - start
-                     + seconds(paces[code], cfg.fit_epochs, cfg.fit_train_size) > budget_s):
+        if fits and _minutes(paces[code], cfg.fit_epochs, cfg.fit_train_size) > minutes_left():
             continue
         fits[code] = fit(code)
     best = max(fits, key=fits.get)  # ties: the better screen (dicts keep the screen order)

@@ -48,8 +48,8 @@ from .data import DataConfig
 from .errors import HypernasError
 from .hypernet.model import HyperNetConfig
 from .hypernet.trainer import HyperTrainConfig
-from .refine import (RefineConfig, completed, export_run, fit_candidate, open_study, refine_run,
-                     trial_row)
+from .refine import (RefineConfig, _finished, completed, export_run, fit_candidate, open_study,
+                     refine_run, trial_row)
 from .runs import Run
 from .train import TrainConfig
 from .workflow import LoadedRun, RunConfig, rank_run, ranking_rows, start_run, train_run
@@ -60,8 +60,10 @@ TRAIN_SHARE = 0.45  # of the budget: hypernetwork training (ranking, screening, 
 EXPORT_RESERVE_MIN = 0.5  # minutes kept back for the screening trial that overruns + export
 SCREENED = "search_screened"  # study attribute: the search's screening stage has finished
 FITTED = "search_fitted"  # study attribute: the finalists' trainings have finished
+PLANNED = "search_free_minutes"  # study attribute: minutes free for screens and finalists
+# after the first screen (the finalists' share is planned from it)
 FINALIST_SHARE = 0.5  # at most this share of the time left after ranking goes to finalists
-# beyond the first (measured at 1 thread: a finalist's training costs ~5 screens)
+# beyond the first (measured at 1 thread: a finalist's training costs 4-5 screens)
 DEFAULT_SETTINGS = {"nb201": {"C": 16, "N": 1}}
 DEFAULT_RESOLUTION = {"fashion-mnist": 16}
 
@@ -174,10 +176,12 @@ def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None
 
 def _screen(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],
             event: Callable) -> None:
-    """Screen the top of the ranking for what the budget leaves after what is ``spent()``
-    (minutes), the finalists' trainings, the last screening trial (both estimated from the
-    first trial's pace) and the export. The finalists after the first get at most
-    ``FINALIST_SHARE`` of that time: screening more of the top matters as much."""
+    """Screen the top of the ranking while the budget, after what is ``spent()`` (minutes),
+    still holds one more screen, the finalists' trainings and the export. The finalists'
+    minutes are estimated again after every screen, from the current best screens' own paces
+    (the best screens are often larger cells than the first one timed), and they get at most
+    ``FINALIST_SHARE`` of the time free when screening began (at least one finalist):
+    screening more of the top matters as much."""
     def on_trial(t: dict[str, Any]) -> None:
         event("trial", **t)
 
@@ -189,19 +193,40 @@ def _screen(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],
         refine_run(loaded, dataclasses.replace(screen, trials=1), on_trial=on_trial,
                    workers=cfg.workers, address=cfg.address)
     study = open_study(run, cfg.seed)
-    pace = _pace(study)
-    fit_min = _minutes(pace, cfg.fit_epochs, cfg.fit_train_size or len(loaded.data.train))
-    trial_min = _minutes(pace, cfg.screen_epochs, cfg.screen_train_size)
-    free = cfg.budget_minutes - spent() - EXPORT_RESERVE_MIN - trial_min  # one begun at the end
-    # as many finalists as FINALIST_SHARE of that time holds (at least one): a reserve for a
-    # finalist that then does not fit would leave the time idle
-    finalists = max(1, min(cfg.finalists, int(FINALIST_SHARE * free / max(fit_min, 1e-9))))
-    left = free - finalists * fit_min
-    if left > 0:
-        study = refine_run(loaded, dataclasses.replace(screen, budget_minutes=left),
-                           on_trial=on_trial, workers=cfg.workers, address=cfg.address)
+    if PLANNED not in study.user_attrs:  # kept, so that a resumed search plans the same way
+        trial_min = _minutes(_pace(study), cfg.screen_epochs, cfg.screen_train_size)
+        study.set_user_attr(PLANNED, cfg.budget_minutes - spent() - EXPORT_RESERVE_MIN - trial_min)
+    share = FINALIST_SHARE * study.user_attrs[PLANNED]
+    images = cfg.fit_train_size or len(loaded.data.train)
+
+    def keep_going(study: optuna.Study) -> bool:
+        pace = _pace(study)
+        fits = _finalist_minutes([_pace_of(t) for t in _screen_order(study)], pace, cfg.finalists,
+                                share, cfg.fit_epochs, images)
+        trial_min = _minutes(pace, cfg.screen_epochs, cfg.screen_train_size)
+        return spent() + trial_min + fits + EXPORT_RESERVE_MIN <= cfg.budget_minutes
+
+    if _finished(study) < screen.trials and keep_going(study):
+        study = refine_run(loaded, screen, on_trial=on_trial, workers=cfg.workers,
+                           address=cfg.address, keep_going=keep_going)
     # the budget may have stopped it short of its trials: a re-run must not add more
     study.set_user_attr(SCREENED, True)
+
+
+def _finalist_minutes(paces: list[tuple[float, float] | None], pace: tuple[float, float],
+                     most: int, share: float, epochs: int, images: int) -> float:
+    """Minutes to keep for the finalists' trainings (``epochs`` on ``images``): the best screens
+    (``paces``, best first; ``None``, or a missing screen, at the median ``pace``), as many as
+    ``share`` minutes hold, at least one and at most ``most``.
+
+    >>> _finalist_minutes([(0.012, 12.0), None], (0.006, 6.0), 3, 3.5, 5, 1_000)  # 2 + 1 (+ 1)
+    3.0
+    """
+    each = [_minutes(p or pace, epochs, images) for p in (paces + [None] * most)[:most]]
+    planned = 1
+    while planned < most and sum(each[:planned + 1]) <= share:
+        planned += 1
+    return sum(each[:planned])
 
 
 def _pace(study: optuna.Study) -> tuple[float, float] | None:

@@ -162,13 +162,19 @@ def trial_candidate(loaded: LoadedRun, base_encoding: str, mutation: int) -> Can
 
 def refine_run(loaded: LoadedRun, cfg: RefineConfig,
                on_trial: Callable[[dict[str, Any]], None] | None = None,
-               workers: int | None = None, address: str | None = None) -> optuna.Study:
+               workers: int | None = None, address: str | None = None,
+               keep_going: Callable[[optuna.Study], bool] | None = None) -> optuna.Study:
     """Run (or continue) the run's refinement study until ``cfg.trials`` trials have finished or
     ``cfg.budget_minutes`` have passed (no trial starts after that, running ones finish, and at
     least one trial runs per call); with ``workers`` > 1, that many trials train at once on Ray
-    (see :func:`hypernas.refine_ray.optimize_on_ray`)."""
+    (see :func:`hypernas.refine_ray.optimize_on_ray`). ``keep_going(study)``, when given, is
+    asked before each further trial starts, and ``False`` stops the study like the deadline."""
     deadline = (time.monotonic() + 60 * cfg.budget_minutes if cfg.budget_minutes is not None
                 else math.inf)
+
+    def in_time(study: optuna.Study) -> bool:
+        return time.monotonic() < deadline and (keep_going is None or keep_going(study))
+
     run = loaded.run
     rows = ranked_rows(run, cfg.ranking)  # all of them: a retried trial may name a lower rank
     hnet = None
@@ -188,7 +194,7 @@ def refine_run(loaded: LoadedRun, cfg: RefineConfig,
         if workers is not None and workers > 1:
             from .refine_ray import optimize_on_ray
 
-            optimize_on_ray(loaded, study, rows, cfg, workers, address, report_trial, deadline)
+            optimize_on_ray(loaded, study, rows, cfg, workers, address, report_trial, in_time)
             return study
 
         def objective(trial: optuna.Trial) -> float:
@@ -206,7 +212,7 @@ def refine_run(loaded: LoadedRun, cfg: RefineConfig,
             return result.val_acc
 
         first = True  # every call runs at least one trial, so a re-run always makes progress
-        while _finished(study) < cfg.trials and (first or time.monotonic() < deadline):
+        while _finished(study) < cfg.trials and (first or in_time(study)):
             _seed_next(study, rows, cfg)
             study.optimize(objective, n_trials=1, callbacks=[report_trial], gc_after_trial=False)
             first = False

@@ -8,9 +8,7 @@ accuracies sent with the trial. Imported only when W > 1, so Ray stays optional.
 
 from __future__ import annotations
 
-import math
 import statistics
-import time
 from typing import Any, Callable, Sequence
 
 import optuna
@@ -70,10 +68,12 @@ def _prune_table(study: optuna.Study) -> dict[int, list[float]]:
 
 def optimize_on_ray(loaded: LoadedRun, study: optuna.Study, rows: Sequence[dict[str, Any]],
                     cfg: RefineConfig, workers: int, address: str | None,
-                    report_trial: Callable, deadline: float = math.inf, retries: int = 3) -> None:
+                    report_trial: Callable,
+                    in_time: Callable[[optuna.Study], bool] = lambda study: True,
+                    retries: int = 3) -> None:
     """Ask/tell on this process, training on ``workers`` Ray workers until ``cfg.trials`` have
-    finished or the ``time.monotonic()`` deadline passed; a trial whose worker is lost is failed
-    and queued again with its parameters."""
+    finished or ``in_time(study)`` says no further trial may start (running ones finish); a
+    trial whose worker is lost is failed and queued again with its parameters."""
     from .distributed import lost_errors, portable_config, ray_session
 
     checkpoint = loaded.run.checkpoint_path.read_bytes() if cfg.warm_start else None
@@ -87,7 +87,7 @@ def optimize_on_ray(loaded: LoadedRun, study: optuna.Study, rows: Sequence[dict[
 
         def more() -> bool:
             return (_finished(study) + len(running) < cfg.trials
-                    and (time.monotonic() < deadline or not asked))
+                    and (not asked or in_time(study)))
 
         while more() or running:
             while len(running) < workers and more():
@@ -98,7 +98,7 @@ def optimize_on_ray(loaded: LoadedRun, study: optuna.Study, rows: Sequence[dict[
                 ref = remote.remote(config, blob, cand.encoding, recipe.to_dict(),
                                     _prune_table(study) if cfg.prune else {})
                 running[ref] = trial
-            if not running:  # the deadline passed between the two checks
+            if not running:  # time ran out between the two checks
                 break
             (ref,), _ = ray.wait(list(running), num_returns=1)
             trial = running.pop(ref)

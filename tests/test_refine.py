@@ -75,6 +75,44 @@ def test_budget_stops_new_trials_but_each_call_makes_progress(runs, capsys):
     assert "--budget must be positive" in capsys.readouterr().err
 
 
+def test_keep_going_is_asked_before_each_further_trial(runs):
+    from hypernas.refine import RefineConfig, refine_run
+    from hypernas.workflow import load_run
+
+    loaded = load_run(Run("t", root=runs))
+    cfg = RefineConfig(top=3, trials=5, max_epochs=1, seed=0)
+    seen = []
+
+    def keep_going(study: optuna.Study) -> bool:
+        seen.append(len(study.get_trials(states=DONE)))
+        return seen[-1] < 2
+
+    study = refine_run(loaded, cfg, keep_going=keep_going)
+    assert len(study.get_trials(states=DONE)) == 2 and seen == [1, 2]  # the first always runs
+    study = refine_run(loaded, cfg, keep_going=lambda study: False)    # each call: one trial
+    assert len(study.get_trials(states=DONE)) == 3
+
+
+def test_the_finalists_time_is_planned_from_the_best_screens_own_paces():
+    from hypernas.pipeline import _finalist_minutes, _minutes
+
+    small, large = (1e-3, 2.0), (4e-3, 8.0)
+    one_small, one_large = _minutes(small, 5, 10_000), _minutes(large, 5, 10_000)
+    assert one_large > 3 * one_small
+    # the best screens decide, in their order; a missing screen counts at the median pace
+    assert _finalist_minutes([large, small], small, 2, 1e9, 5, 10_000) == \
+        pytest.approx(one_large + one_small)
+    assert _finalist_minutes([large], small, 3, 1e9, 5, 10_000) == \
+        pytest.approx(one_large + 2 * one_small)
+    assert _finalist_minutes([None, large], small, 2, 1e9, 5, 10_000) == \
+        pytest.approx(one_small + one_large)
+    # as many as the share holds, but always the first
+    assert _finalist_minutes([small, large, small], small, 3, one_small + one_large, 5,
+                             10_000) == pytest.approx(one_small + one_large)
+    assert _finalist_minutes([large, small], small, 2, one_small, 5, 10_000) == \
+        pytest.approx(one_large)
+
+
 def test_a_larger_top_continues_the_same_study(runs, capsys):
     # the base is a rank, not a categorical id: Optuna refuses categorical choices that change
     argv = ["refine", "t", "--trials", "2", "--max-epochs", "1", "--mutations", "0"]
@@ -238,6 +276,13 @@ def test_trials_on_ray_workers_fill_the_same_study(runs, capsys):
             assert run.refined_weights_path(t.number).exists()
     assert main(["export", "t", "--out", str(runs / "x"), "--format", "safetensors"]) == 0
     assert hn.load(runs / "x") is not None
+    # keep_going stops the Ray loop like the deadline does: the call's first trial still runs
+    from hypernas.refine import RefineConfig, refine_run
+    from hypernas.workflow import load_run
+
+    cfg = RefineConfig(top=2, trials=8, max_epochs=1, seed=0)
+    study = refine_run(load_run(run), cfg, workers=2, keep_going=lambda study: False)
+    assert len(study.get_trials(states=DONE)) == 5
 
 
 def test_the_study_never_prunes_on_the_first_epoch(runs):

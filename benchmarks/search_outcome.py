@@ -296,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard", default="0/1", help="i/n: this process's share of --evaluate")
     args = parser.parse_args(argv)
     eval_seeds = [int(s) for s in args.eval_seeds.split(",")] if args.eval_seeds else None
+    torch.set_num_threads(args.threads)
     if args.evaluate:
         if not eval_seeds:
             parser.error("--evaluate needs --eval-seeds, e.g. --eval-seeds 0,1,2")
@@ -304,7 +305,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.report or args.evaluate:
         print(json.dumps(report(args.out, eval_seeds), indent=1))
         return 0
-    torch.set_num_threads(args.threads)
     truth = truth_table()
     best_truth = max(truth.values())
     c10 = nb201_labels()["cifar10"]

@@ -62,8 +62,8 @@ SCREENED = "search_screened"  # study attribute: the search's screening stage ha
 FITTED = "search_fitted"  # study attribute: the finalists' trainings have finished
 PLANNED = "search_free_minutes"  # study attribute: minutes free for screens and finalists
 # after the first screen (the finalists' share is planned from it)
-FINALIST_SHARE = 0.5  # at most this share of the time left after ranking goes to finalists
-# beyond the first (measured at 1 thread: a finalist's training costs 4-5 screens)
+FINALIST_SHARE = 0.5  # at most this share of the time free after the first screen goes to
+# finalists beyond the first (measured at 1 thread: a finalist's training costs 4-5 screens)
 DEFAULT_SETTINGS = {"nb201": {"C": 16, "N": 1}}
 DEFAULT_RESOLUTION = {"fashion-mnist": 16}
 

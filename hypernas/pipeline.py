@@ -79,7 +79,8 @@ class SearchConfig:
     # default, 16 for Fashion-MNIST as in the truth set, else as stored)
     budget_minutes: float = 15.0  # the whole search, on the machine it runs on
     candidates: int = 200  # random candidates ranked by the hypernetwork
-    top: int = 32  # ranked candidates screened, in rank order (the budget usually stops it first)
+    top: int | None = None  # ranked candidates screened, in rank order (None: as far down the
+    # ranking as the budget goes; a 30-minute search on one core screened all of a top of 32)
     trials: int | None = None  # screening trials at most (None: top; more lets Optuna pick
     # mutations and recipes after the top is screened)
     screen_epochs: int = 2  # epochs of a screening trial, from random weights
@@ -102,7 +103,7 @@ class SearchConfig:
         if self.candidates < 1:
             raise HypernasError(f"--n must be at least 1, got {self.candidates}")
         for key in ("top", "finalists", "screen_epochs", "screen_train_size", "fit_epochs"):
-            if getattr(self, key) < 1:
+            if getattr(self, key) is not None and getattr(self, key) < 1:
                 flag = f"--{key}" if key in ("top", "finalists") else key
                 raise HypernasError(f"{flag} must be at least 1, got {getattr(self, key)}")
         if self.trials is not None and self.trials < 1:
@@ -111,6 +112,11 @@ class SearchConfig:
     @property
     def run(self) -> str:
         return self.name or f"search-{Path(self.space).stem}-{self.data}"
+
+    @property
+    def screen_top(self) -> int:
+        """Ranked candidates the screening may reach (``top``, else all that are ranked)."""
+        return self.top or self.candidates
 
     @property
     def train_minutes(self) -> float:
@@ -128,7 +134,7 @@ class SearchConfig:
         """The screening study: the top in rank order, each trained from random weights for
         ``screen_epochs`` on ``screen_train_size`` images at NB201's learning rate, every one to
         its last epoch (the winner is chosen on final accuracies)."""
-        return RefineConfig(top=self.top, trials=self.trials or self.top,
+        return RefineConfig(top=self.screen_top, trials=self.trials or self.screen_top,
                             max_epochs=self.screen_epochs, train_size=self.screen_train_size,
                             warm_start=False, prune=False, budget_minutes=budget_minutes,
                             seed=self.seed)
@@ -186,7 +192,7 @@ def _screen(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],
         event("trial", **t)
 
     run = loaded.run
-    event("refine", top=cfg.top, trials=cfg.trials or cfg.top,
+    event("refine", top=cfg.screen_top, trials=cfg.trials or cfg.screen_top,
           minutes=cfg.budget_minutes - spent())
     screen = cfg.screen_config()
     if _pace(open_study(run, cfg.seed)) is None:  # time one trial first

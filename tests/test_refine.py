@@ -18,6 +18,7 @@ import torch
 
 import hypernas as hn
 from hypernas.cli import main
+from hypernas.errors import HypernasError
 from hypernas.refine import open_study
 from hypernas.runs import Run
 
@@ -352,6 +353,17 @@ def test_the_budget_leaves_out_finalists_but_never_the_first(runs):
     best, finalists = _fit_finalists(loaded, cfg, lambda: 0.99, lambda s, **i: None)
     fits = [t for t in open_study(loaded.run, create=False).trials if "fit_of" in t.user_attrs]
     assert len(fits) == 1 == len(finalists) and best["trial"] == fits[0].number
+
+
+def test_the_search_screens_as_far_down_the_ranking_as_the_budget_goes_unless_told():
+    from hypernas.pipeline import SearchConfig
+
+    assert SearchConfig(candidates=50).screen_config().top == 50
+    assert SearchConfig(candidates=50).screen_config().trials == 50
+    told = SearchConfig(candidates=50, top=4, trials=6).screen_config()
+    assert (told.top, told.trials) == (4, 6)
+    with pytest.raises(HypernasError, match="--top must be at least 1"):
+        SearchConfig(top=0)
 
 
 def test_the_screening_pace_separates_training_from_validation():

@@ -164,9 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int,
                    help="resize square images to this side (default: 16 for fashion-mnist)")
     p.add_argument("--n", type=int, default=200, help="candidates to rank (default 200)")
-    p.add_argument("--top", type=int, default=32,
+    p.add_argument("--top", type=int,
                    help="ranked candidates to screen with short real training, in rank order "
-                        "(32; the budget usually stops it sooner)")
+                        "(default: as far down the ranking as the budget goes)")
     p.add_argument("--trials", type=int,
                    help="screening trials at most (default: --top; more lets Optuna try "
                         "mutations and recipes once the top is screened)")

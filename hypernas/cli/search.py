@@ -77,7 +77,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                           + (f" on {info['workers']} Ray workers" if info["workers"] else ""),
                           markup=False)
         elif stage == "refine":
-            console.print(f"[3/5] screening the top {info['top']} in rank order with short "
+            console.print(f"[3/5] screening up to {info['top']} of the best-ranked, in rank order, with short "
                           f"trainings from random weights ({info['minutes']:.1f} min left)",
                           markup=False)
         elif stage == "trial":

@@ -13,6 +13,9 @@ from the files runs) after checking every file against the checksums in ``model_
 A directory is written next to its destination and moved into place whole, so an export that
 fails its checks leaves nothing behind.
 
+:func:`export_run` exports a run's refined candidate (its best, or one chosen by id or trial)
+this way, with test accuracy measured at export time (``hypernas export``, ``hypernas search``).
+
 Example:
     >>> import tempfile, torch, hypernas as hn
     >>> cand = hn.load_space("mlp", widths=(8,), max_depth=1).sample(0)
@@ -42,8 +45,9 @@ from torch import Tensor
 from .errors import HypernasError
 from .graph_json import graph_from_json, graph_to_json
 from .network import Network, count_params
+from .runs import Run
 
-__all__ = ["FORMATS", "ONNX_ATOL", "ExportError", "export_model", "load"]
+__all__ = ["FORMATS", "ONNX_ATOL", "ExportError", "export_model", "export_run", "load"]
 
 FORMATS = ("safetensors", "onnx", "pt2")
 ONNX_ATOL = 1e-4  # onnxruntime vs PyTorch, max absolute difference of logits (float32)
@@ -211,3 +215,48 @@ def load(path: str | Path) -> Network:
         raise ExportError(f"{path / WEIGHTS} does not fit {GRAPH} ({str(err).splitlines()[0]}); "
                           "export the model again") from None
     return net.eval()
+
+
+def export_run(run: Run, out: str | Path, arch: str | None = None,
+               formats: Sequence[str] = ("safetensors", "onnx", "pt2"),
+               force: bool = False, trial: int | None = None) -> dict[str, Any]:
+    """Export the run's best refined candidate (or the refined candidate ``arch``, an id or a
+    unique prefix, or the finished trial number ``trial``) with a model card: space, encoding,
+    id, every ranking's score, the training recipe, validation accuracy from the study and test
+    accuracy measured now."""
+    from safetensors.torch import load_file
+
+    from .refine import StudyError, best_refined, open_study, refined_rows, trial_row
+    from .report import scores_of
+    from .train import evaluate
+    from .workflow import load_run
+
+    rows = refined_rows(run)
+    if trial is not None:
+        chosen = trial_row(run, trial)
+    elif arch is None:
+        chosen = best_refined(run)
+    else:
+        ids = [cid for cid in rows if cid.startswith(arch)]
+        if len(ids) != 1:
+            raise StudyError(f"{arch!r} is not {'a unique prefix of ' if ids else ''}a refined "
+                             f"candidate of run {run.name!r}; refined: "
+                             f"{', '.join(sorted(rows)) or 'none'}")
+        chosen = {**rows[ids[0]], "id": ids[0],
+                  "weights": run.refined_weights_path(rows[ids[0]]["trial"])}
+    loaded = load_run(run)
+    cand = loaded.space.replay(chosen["encoding"])
+    net = Network(cand.graph)
+    net.load_state_dict(load_file(str(chosen["weights"])))
+    net.eval()
+    test_acc, test_loss = evaluate(net, loaded.data.test)
+    study = open_study(run, create=False)
+    trial = study.trials[chosen["trial"]]
+    card = {"run": run.name, "space": loaded.config.space,
+            "space_config": loaded.space.config.to_dict(), "data": loaded.config.data.name,
+            "resolution": loaded.config.resolution, "encoding": cand.encoding, "id": cand.id,
+            "scores": scores_of(run, cand.id), "recipe": trial.user_attrs.get("recipe"),
+            "warm_start": trial.user_attrs.get("warm_start"), "trial": chosen["trial"],
+            "val_acc": chosen["val_acc"], "test_acc": test_acc, "test_loss": test_loss}
+    example = loaded.data.test.x[:8]
+    return export_model(net, out, card, formats=formats, example=example, force=force)

@@ -48,8 +48,9 @@ from .data import DataConfig
 from .errors import HypernasError
 from .hypernet.model import HyperNetConfig
 from .hypernet.trainer import HyperTrainConfig
-from .refine import (RefineConfig, _finished, completed, export_run, fit_candidate, open_study,
-                     refine_run, trial_row)
+from .export import export_run
+from .refine import (RefineConfig, _finished, completed, fit_candidate, open_study, refine_run,
+                     trial_row)
 from .runs import Run
 from .train import TrainConfig
 from .workflow import LoadedRun, RunConfig, rank_run, ranking_rows, start_run, train_run

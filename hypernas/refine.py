@@ -29,7 +29,6 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import optuna
@@ -45,7 +44,7 @@ from .train import TrainConfig, train_network
 from .workflow import LoadedRun
 
 __all__ = ["RefineConfig", "refine_run", "fit_candidate", "completed", "refined_rows",
-           "best_refined", "trial_row", "trial_candidate", "export_run", "open_study",
+           "best_refined", "trial_row", "trial_candidate", "open_study",
            "StudyError"]
 
 STUDY = "refine"
@@ -363,48 +362,3 @@ def best_refined(run: Run) -> dict[str, Any]:
         raise RunError(f"weights of trial {row['trial']} are missing ({weights}); re-run "
                        f"hypernas refine {run.name}")
     return {**row, "id": cid, "weights": weights}
-
-
-def export_run(run: Run, out: str | Path, arch: str | None = None,
-               formats: Sequence[str] = ("safetensors", "onnx", "pt2"),
-               force: bool = False, trial: int | None = None) -> dict[str, Any]:
-    """Export the run's best refined candidate (or the refined candidate ``arch``, an id or a
-    unique prefix, or the finished trial number ``trial``) with a model card: space, encoding,
-    id, every ranking's score, the training recipe, validation accuracy from the study and test
-    accuracy measured now."""
-    from .export import export_model
-    from .report import scores_of
-    from .train import evaluate
-    from .workflow import load_run
-
-    rows = refined_rows(run)
-    if trial is not None:
-        chosen = trial_row(run, trial)
-    elif arch is None:
-        chosen = best_refined(run)
-    else:
-        ids = [cid for cid in rows if cid.startswith(arch)]
-        if len(ids) != 1:
-            raise StudyError(f"{arch!r} is not {'a unique prefix of ' if ids else ''}a refined "
-                             f"candidate of run {run.name!r}; refined: "
-                             f"{', '.join(sorted(rows)) or 'none'}")
-        chosen = {**rows[ids[0]], "id": ids[0],
-                  "weights": run.refined_weights_path(rows[ids[0]]["trial"])}
-    loaded = load_run(run)
-    cand = loaded.space.replay(chosen["encoding"])
-    net = Network(cand.graph)
-    from safetensors.torch import load_file
-
-    net.load_state_dict(load_file(str(chosen["weights"])))
-    net.eval()
-    test_acc, test_loss = evaluate(net, loaded.data.test)
-    study = open_study(run, create=False)
-    trial = study.trials[chosen["trial"]]
-    card = {"run": run.name, "space": loaded.config.space,
-            "space_config": loaded.space.config.to_dict(), "data": loaded.config.data.name,
-            "resolution": loaded.config.resolution, "encoding": cand.encoding, "id": cand.id,
-            "scores": scores_of(run, cand.id), "recipe": trial.user_attrs.get("recipe"),
-            "warm_start": trial.user_attrs.get("warm_start"), "trial": chosen["trial"],
-            "val_acc": chosen["val_acc"], "test_acc": test_acc, "test_loss": test_loss}
-    example = loaded.data.test.x[:8]
-    return export_model(net, out, card, formats=formats, example=example, force=force)

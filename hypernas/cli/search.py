@@ -36,7 +36,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..refine import export_run
+    from ..export import export_run
     from ..runs import Run
 
     formats = [f for f in args.format.split(",") if f]

@@ -8,6 +8,8 @@
    (NB201's, 5 epochs) from random weights and keep the one with the best validation accuracy;
 5. export that model.
 
+With ``workers`` (Ray), ranking, screening and the finalists' trainings run that many at once.
+
 Screening starts from random weights on purpose: measured on the Fashion-MNIST truth cells
 (benchmarks/screen_signal.py), a short training from *predicted* weights mostly repeats the
 hypernetwork's own ranking (Spearman 0.85 with it, 0.67 with the truth), while the same training
@@ -209,7 +211,7 @@ def _screen(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],
     def keep_going(study: optuna.Study) -> bool:
         pace = _pace(study)
         fits = _finalist_minutes([_pace_of(t) for t in _screen_order(study)], pace, cfg.finalists,
-                                share, cfg.fit_epochs, images)
+                                share, cfg.fit_epochs, images, _parallel(cfg))
         trial_min = _minutes(pace, cfg.screen_epochs, cfg.screen_train_size)
         return spent() + trial_min + fits + EXPORT_RESERVE_MIN <= cfg.budget_minutes
 
@@ -221,19 +223,32 @@ def _screen(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],
 
 
 def _finalist_minutes(paces: list[tuple[float, float] | None], pace: tuple[float, float],
-                     most: int, share: float, epochs: int, images: int) -> float:
-    """Minutes to keep for the finalists' trainings (``epochs`` on ``images``): the best screens
-    (``paces``, best first; ``None``, or a missing screen, at the median ``pace``), as many as
-    ``share`` minutes hold, at least one and at most ``most``.
+                     most: int, share: float, epochs: int, images: int,
+                     parallel: int = 1) -> float:
+    """Minutes to keep for the finalists' trainings (``epochs`` on ``images``, ``parallel`` at a
+    time): the best screens (``paces``, best first; ``None``, or a missing screen, at the median
+    ``pace``), as many as ``share`` minutes hold, at least one and at most ``most``.
 
     >>> _finalist_minutes([(0.012, 12.0), None], (0.006, 6.0), 3, 3.5, 5, 1_000)  # 2 + 1 (+ 1)
+    3.0
+    >>> _finalist_minutes([(0.012, 12.0), None], (0.006, 6.0), 3, 3.5, 5, 1_000, parallel=2)
     3.0
     """
     each = [_minutes(p or pace, epochs, images) for p in (paces + [None] * most)[:most]]
     planned = 1
-    while planned < most and sum(each[:planned + 1]) <= share:
+    while planned < most and _waves(each[:planned + 1], parallel) <= share:
         planned += 1
-    return sum(each[:planned])
+    return _waves(each[:planned], parallel)
+
+
+def _waves(minutes: list[float], parallel: int) -> float:
+    """Wall minutes of trainings started ``parallel`` at a time in the order given, each wave as
+    long as its longest.
+
+    >>> _waves([2.0, 1.0, 1.0], 1), _waves([2.0, 1.0, 1.0], 2), _waves([2.0, 1.0, 1.0], 3)
+    (4.0, 3.0, 2.0)
+    """
+    return sum(max(minutes[i:i + parallel]) for i in range(0, len(minutes), parallel))
 
 
 def _pace(study: optuna.Study) -> tuple[float, float] | None:
@@ -276,9 +291,11 @@ def _fit_finalists(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], flo
                    event: Callable) -> tuple[dict[str, Any], dict[str, float]]:
     """Train the ``cfg.finalists`` best screens with the fit recipe, best first: the first
     always, each further one only if its estimated time (from its own screen's pace) still fits
-    in the budget beside the export. Fits already in the study are kept (a killed search resumes
-    with the next finalist). Returns the row of the fit with the best validation accuracy (ties:
-    the better screen) and ``{id: validation accuracy}`` of every fit."""
+    in the budget beside the export. With Ray workers they train at once, as many as there are
+    workers, and the time is planned in such waves. Fits already in the study are kept (a
+    killed search resumes with the next finalist). Returns the row of the fit with the best
+    validation accuracy (ties: the better screen) and ``{id: validation accuracy}`` of every
+    fit."""
     run = loaded.run
     study = open_study(run, cfg.seed)
     finalists = _screen_order(study)[:cfg.finalists]
@@ -286,26 +303,71 @@ def _fit_finalists(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], flo
     if not study.user_attrs.get(FITTED):
         recipe = cfg.fit_recipe(loaded.config.resolution)
         images = recipe.train_size or len(loaded.data.train)
+        parallel, begun = _parallel(cfg), spent()
+        chosen: list[tuple[int, optuna.trial.FrozenTrial]] = []
+        minutes: list[float] = []
         for place, screen in enumerate(finalists, start=1):
             if screen.number in fits:
                 continue
             pace = _pace_of(screen) or _pace(study)
-            if fits and pace is not None and (spent() + _minutes(pace, cfg.fit_epochs, images)
-                                               + EXPORT_RESERVE_MIN > cfg.budget_minutes):
+            each = _minutes(pace, cfg.fit_epochs, images) if pace is not None else 0.0
+            if parallel == 1:
+                begun, minutes = spent(), []  # one at a time: the clock is read before each
+            if (fits or chosen) and (begun + _waves(minutes + [each], parallel)
+                                     + EXPORT_RESERVE_MIN > cfg.budget_minutes):
                 continue  # a smaller finalist further down may still fit
-            event("fit", id=screen.user_attrs["id"], epochs=cfg.fit_epochs, place=place,
-                  finalists=len(finalists), screen_acc=screen.value,
-                  warm_start=cfg.fit_warm_start)
-            row = fit_candidate(loaded, screen.number, recipe, warm_start=cfg.fit_warm_start)
-            event("fitted", id=row["id"], place=place, screen_acc=screen.value,
-                  val_acc=row["val_acc"])
-            fits[screen.number] = open_study(run, cfg.seed).trials[row["trial"]]
+            chosen.append((place, screen))
+            minutes.append(each)
+            if parallel == 1:
+                fits[screen.number] = _fit_one(loaded, cfg, recipe, place, screen,
+                                               len(finalists), event)
+        if parallel > 1 and chosen:
+            fits.update(_fit_many(loaded, cfg, recipe, chosen, len(finalists), event))
         # the budget may have stopped it short of its finalists: a re-run must not add more
         open_study(run, cfg.seed).set_user_attr(FITTED, True)
     place = {t.number: i for i, t in enumerate(finalists)}
     best = max(fits.values(),
                key=lambda t: (t.value, -place.get(t.user_attrs["fit_of"], len(place))))
     return trial_row(run, best.number), {t.user_attrs["id"]: t.value for t in fits.values()}
+
+
+def _parallel(cfg: SearchConfig) -> int:
+    """How many finalists train at once: one per Ray worker (one in this process)."""
+    return cfg.workers if cfg.workers and cfg.workers > 1 else 1
+
+
+def _fit_one(loaded: LoadedRun, cfg: SearchConfig, recipe: TrainConfig, place: int,
+             screen: optuna.trial.FrozenTrial, finalists: int,
+             event: Callable) -> optuna.trial.FrozenTrial:
+    """One finalist trained in this process; its fit trial."""
+    event("fit", id=screen.user_attrs["id"], epochs=cfg.fit_epochs, place=place,
+          finalists=finalists, screen_acc=screen.value, warm_start=cfg.fit_warm_start)
+    row = fit_candidate(loaded, screen.number, recipe, warm_start=cfg.fit_warm_start)
+    event("fitted", id=row["id"], place=place, screen_acc=screen.value, val_acc=row["val_acc"])
+    return open_study(loaded.run, cfg.seed).trials[row["trial"]]
+
+
+def _fit_many(loaded: LoadedRun, cfg: SearchConfig, recipe: TrainConfig,
+              chosen: list[tuple[int, optuna.trial.FrozenTrial]], finalists: int,
+              event: Callable) -> dict[int, optuna.trial.FrozenTrial]:
+    """The ``chosen`` finalists (place, screen) trained at once on Ray workers; their fit
+    trials by screen number."""
+    from .refine_ray import fit_on_ray
+
+    screens = {screen.number: (place, screen) for place, screen in chosen}
+    for place, screen in chosen:
+        event("fit", id=screen.user_attrs["id"], epochs=cfg.fit_epochs, place=place,
+              finalists=finalists, screen_acc=screen.value, warm_start=cfg.fit_warm_start)
+
+    def fitted(row: dict[str, Any]) -> None:
+        place, screen = screens[row["fit_of"]]
+        event("fitted", id=row["id"], place=place, screen_acc=screen.value,
+              val_acc=row["val_acc"])
+
+    rows = fit_on_ray(loaded, list(screens), recipe, warm_start=cfg.fit_warm_start,
+                      workers=cfg.workers, address=cfg.address, on_fitted=fitted)
+    trials = open_study(loaded.run, cfg.seed).trials
+    return {row["fit_of"]: trials[row["trial"]] for row in rows}
 
 
 def _rank(loaded: LoadedRun, cands: list, cfg: SearchConfig, on_rows: Callable) -> None:

@@ -254,17 +254,12 @@ def fit_candidate(loaded: LoadedRun, trial_number: int, recipe: TrainConfig,
     """Train the candidate of finished trial ``trial_number`` again with ``recipe`` (all epochs,
     no pruning) and record it as a finished trial of the run's study, weights included, marked
     by the user attribute ``fit_of``; returns that trial's row (as :func:`best_refined` gives
-    one). Nothing is recorded until training ends, so a killed fit is re-run whole."""
+    one). Nothing is recorded until training ends, so a killed fit is re-run whole. Several at
+    once on Ray workers: :func:`hypernas.refine_ray.fit_on_ray`."""
     run = loaded.run
     with _lock(run):
         study = open_study(run)
-        if not 0 <= trial_number < len(study.trials):
-            raise StudyError(f"run {run.name!r} has no trial {trial_number}; it has "
-                             f"{len(study.trials)}")
-        source = study.trials[trial_number]
-        if source.state != optuna.trial.TrialState.COMPLETE:
-            raise StudyError(f"trial {trial_number} of run {run.name!r} did not finish "
-                             f"({source.state.name.lower()}); fit a finished trial")
+        source = _fit_source(run, study, trial_number)
         cand = loaded.space.replay(source.user_attrs["encoding"])
         hnet = None
         if warm_start:
@@ -272,24 +267,45 @@ def fit_candidate(loaded: LoadedRun, trial_number: int, recipe: TrainConfig,
             hnet.eval()
         net = _initial_network(cand, hnet)
         result = train_network(net, loaded.data.train, loaded.data.val, recipe)
-        params = {**source.params, "lr": recipe.lr, "weight_decay": recipe.weight_decay,
-                  "epochs": recipe.epochs}
-        lr, wd = recipe.lr, recipe.weight_decay
-        dists = {**source.distributions,
-                 "epochs": optuna.distributions.IntDistribution(1, recipe.epochs),
-                 "lr": optuna.distributions.FloatDistribution(
-                     min(LR_RANGE[0], lr), max(LR_RANGE[1], lr), log=True),
-                 "weight_decay": optuna.distributions.FloatDistribution(
-                     min(WD_RANGE[0], wd), max(WD_RANGE[1], wd), log=True)}
-        attrs = {**{k: source.user_attrs[k] for k in ("id", "encoding", "base", "params")
-                    if k in source.user_attrs},
-                 "warm_start": warm_start, "recipe": recipe.to_dict(), "history": result.history,
-                 "fit_of": trial_number}
-        number = len(study.trials)
-        _save_weights(run, number, _state_bytes(net))  # before the trial that names them
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists,
-                                                  value=result.val_acc, user_attrs=attrs))
+        number = _record_fit(run, study, source, recipe, warm_start, result.history,
+                             _state_bytes(net))
     return trial_row(run, number)
+
+
+def _fit_source(run: Run, study: optuna.Study, trial_number: int) -> optuna.trial.FrozenTrial:
+    """The finished trial whose candidate a fit trains again (a clear error otherwise)."""
+    if not 0 <= trial_number < len(study.trials):
+        raise StudyError(f"run {run.name!r} has no trial {trial_number}; it has "
+                         f"{len(study.trials)}")
+    source = study.trials[trial_number]
+    if source.state != optuna.trial.TrialState.COMPLETE:
+        raise StudyError(f"trial {trial_number} of run {run.name!r} did not finish "
+                         f"({source.state.name.lower()}); fit a finished trial")
+    return source
+
+
+def _record_fit(run: Run, study: optuna.Study, source: optuna.trial.FrozenTrial,
+                recipe: TrainConfig, warm_start: bool, history: list[dict[str, float]],
+                weights: bytes) -> int:
+    """Add a finished fit of ``source``'s candidate to the study (its weights saved first, so
+    no trial names missing weights); returns the new trial's number."""
+    lr, wd = recipe.lr, recipe.weight_decay
+    params = {**source.params, "lr": lr, "weight_decay": wd, "epochs": recipe.epochs}
+    dists = {**source.distributions,
+             "epochs": optuna.distributions.IntDistribution(1, recipe.epochs),
+             "lr": optuna.distributions.FloatDistribution(
+                 min(LR_RANGE[0], lr), max(LR_RANGE[1], lr), log=True),
+             "weight_decay": optuna.distributions.FloatDistribution(
+                 min(WD_RANGE[0], wd), max(WD_RANGE[1], wd), log=True)}
+    attrs = {**{k: source.user_attrs[k] for k in ("id", "encoding", "base", "params")
+                if k in source.user_attrs},
+             "warm_start": warm_start, "recipe": recipe.to_dict(), "history": history,
+             "fit_of": source.number}
+    number = len(study.trials)
+    _save_weights(run, number, weights)
+    study.add_trial(optuna.trial.create_trial(params=params, distributions=dists,
+                                              value=history[-1]["val_acc"], user_attrs=attrs))
+    return number
 
 
 def _initial_network(cand: Candidate, hnet: Any) -> Network:
@@ -340,14 +356,16 @@ def refined_rows(run: Run, fits: bool = True) -> dict[str, dict[str, Any]]:
 
 
 def trial_row(run: Run, number: int) -> dict[str, Any]:
-    """A finished trial as a refined row, with the path of its weights."""
+    """A finished trial as a refined row, with the path of its weights (and, for a fit, the
+    number of the trial it trained again, ``fit_of``)."""
     trials = open_study(run, create=False).trials
     if not 0 <= number < len(trials) or trials[number].state != optuna.trial.TrialState.COMPLETE:
         raise StudyError(f"run {run.name!r} has no finished trial {number}; see hypernas show "
                          f"{run.name} for the refined candidates")
     t = trials[number]
     return {"val_acc": t.value, "trial": number, "encoding": t.user_attrs.get("encoding"),
-            **t.params, "id": t.user_attrs.get("id"), "weights": run.refined_weights_path(number)}
+            **t.params, "id": t.user_attrs.get("id"), "weights": run.refined_weights_path(number),
+            **({"fit_of": t.user_attrs["fit_of"]} if "fit_of" in t.user_attrs else {})}
 
 
 def best_refined(run: Run) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 This process keeps the Optuna study and asks for trials; each Ray worker trains one trial with
 :func:`train_trial` (one torch thread) and sends back its per-epoch history and weights. The
 median rule of the in-process pruner is applied on the worker from the finished trials'
-accuracies sent with the trial. Imported only when W > 1, so Ray stays optional.
+accuracies sent with the trial. :func:`fit_on_ray` trains several chosen candidates again with
+a longer recipe the same way (``hypernas search --workers W`` trains its finalists at once).
+Imported only when W > 1, so Ray stays optional.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from typing import Any, Callable, Sequence
 import optuna
 import torch
 
-from .refine import (RefineConfig, StudyError, _finished, _initial_network, _plan, _save_weights,
-                     _seed_next, _state_bytes, completed)
+from .refine import (RefineConfig, StudyError, _finished, _fit_source, _initial_network, _lock,
+                     _plan, _record_fit, _save_weights, _seed_next, _state_bytes, completed,
+                     open_study, trial_row)
 from .train import TrainConfig, train_network
 from .workflow import LoadedRun
 
-__all__ = ["optimize_on_ray", "train_trial"]
+__all__ = ["fit_on_ray", "optimize_on_ray", "train_trial"]
 
 
 def _median_rule(table: dict[int, list[float]], epoch: int, value: float) -> bool:
@@ -121,3 +124,51 @@ def optimize_on_ray(loaded: LoadedRun, study: optuna.Study, rows: Sequence[dict[
                 _save_weights(loaded.run, trial.number, out["weights"])
                 study.tell(trial, out["history"][-1]["val_acc"])
             report_trial(study, study.trials[trial.number])
+
+
+def fit_on_ray(loaded: LoadedRun, trial_numbers: Sequence[int], recipe: TrainConfig,
+               warm_start: bool = False, workers: int = 2, address: str | None = None,
+               on_fitted: Callable[[dict[str, Any]], None] | None = None,
+               retries: int = 3) -> list[dict[str, Any]]:
+    """:func:`hypernas.refine.fit_candidate` for several finished trials at once, one Ray worker
+    each: every fit is recorded in the study as soon as it ends (``on_fitted(row)`` is told),
+    so a kill keeps the finished ones; a fit whose worker is lost is started again. Returns the
+    fits' rows in the order of ``trial_numbers``."""
+    from .distributed import lost_errors, portable_config, ray_session
+
+    run = loaded.run
+    rows: dict[int, dict[str, Any]] = {}
+    with _lock(run):
+        study = open_study(run)
+        sources = [_fit_source(run, study, n) for n in dict.fromkeys(trial_numbers)]
+        checkpoint = run.checkpoint_path.read_bytes() if warm_start else None
+        with ray_session(address, workers) as ray:
+            remote = ray.remote(num_cpus=1, max_retries=0)(train_trial)
+            config, blob, lost = ray.put(portable_config(loaded.config.to_dict())), \
+                ray.put(checkpoint), lost_errors(ray)
+
+            def start(source: optuna.trial.FrozenTrial) -> Any:
+                return remote.remote(config, blob, source.user_attrs["encoding"],
+                                     recipe.to_dict(), {})  # no table: a fit is never pruned
+
+            running = {start(source): source for source in sources}
+            tries: dict[int, int] = {}
+            while running:
+                (ref,), _ = ray.wait(list(running), num_returns=1)
+                source = running.pop(ref)
+                try:
+                    out = ray.get(ref)
+                except lost as err:
+                    tries[source.number] = tries.get(source.number, 0) + 1
+                    if tries[source.number] > retries:
+                        raise StudyError(f"the fit of trial {source.number} lost its worker "
+                                         f"{tries[source.number]} times ({err}); check "
+                                         "`ray status`") from None
+                    running[start(source)] = source
+                    continue
+                number = _record_fit(run, study, source, recipe, warm_start, out["history"],
+                                     out["weights"])
+                rows[source.number] = trial_row(run, number)
+                if on_fitted is not None:
+                    on_fitted(rows[source.number])
+    return [rows[n] for n in dict.fromkeys(trial_numbers)]

@@ -366,6 +366,84 @@ def test_the_search_screens_as_far_down_the_ranking_as_the_budget_goes_unless_to
         SearchConfig(top=0)
 
 
+def test_finalists_on_workers_are_planned_in_waves(runs, monkeypatch):
+    # two finalists that each take m minutes: one after another they need 2m, on two workers m;
+    # a budget with 1.5m left trains one in this process and both on two workers
+    import hypernas.refine_ray as refine_ray
+    from hypernas.pipeline import (EXPORT_RESERVE_MIN, SearchConfig, _fit_finalists, _minutes,
+                                   _pace_of, _screen_order)
+    from hypernas.refine import fit_candidate
+    from hypernas.workflow import load_run
+
+    assert main(["refine", "t", "--top", "2", "--trials", "2", "--max-epochs", "1",
+                 "--mutations", "0", "--random-init"]) == 0
+    loaded = load_run(Run("t", root=runs))
+    screens = _screen_order(open_study(loaded.run, create=False))
+    images = len(loaded.data.train)
+    m = max(_minutes(_pace_of(t), 1, images) for t in screens)
+    budget = 10.0 + EXPORT_RESERVE_MIN + 1.5 * m
+    calls = []
+
+    def fit_on_ray(loaded, numbers, recipe, warm_start, workers, address, on_fitted):
+        calls.append((list(numbers), workers))
+        rows = [fit_candidate(loaded, n, recipe, warm_start=warm_start) for n in numbers]
+        for row in rows:
+            on_fitted(row)
+        return rows
+
+    monkeypatch.setattr(refine_ray, "fit_on_ray", fit_on_ray)
+    events = []
+    cfg = SearchConfig(budget_minutes=budget, finalists=2, fit_epochs=1, fit_train_size=None,
+                       workers=2)
+    best, finalists = _fit_finalists(loaded, cfg, lambda: 10.0,
+                                     lambda stage, **i: events.append(stage))
+    assert calls == [([t.number for t in screens], 2)] and len(finalists) == 2
+    assert events == ["fit", "fit", "fitted", "fitted"]   # both started before either ended
+
+    shutil.rmtree(runs / "t" / "refined")
+    loaded.run.study_path.unlink()
+    assert main(["refine", "t", "--top", "2", "--trials", "2", "--max-epochs", "1",
+                 "--mutations", "0", "--random-init"]) == 0
+    sequential = SearchConfig(budget_minutes=budget, finalists=2, fit_epochs=1,
+                              fit_train_size=None)
+
+    def clock() -> float:  # each fit takes its estimated m minutes
+        trials = open_study(loaded.run, create=False).trials
+        return 10.0 + m * sum("fit_of" in t.user_attrs for t in trials)
+
+    best, finalists = _fit_finalists(loaded, sequential, clock, lambda s, **i: None)
+    assert len(finalists) == 1 and len(calls) == 1
+
+
+def test_the_finalists_train_at_once_on_ray_workers(runs, capsys):
+    pytest.importorskip("ray")
+    from hypernas.pipeline import SearchConfig, _fit_finalists, _screen_order
+    from hypernas.workflow import load_run
+
+    assert main(["refine", "t", "--top", "3", "--trials", "3", "--max-epochs", "1",
+                 "--mutations", "0", "--random-init"]) == 0
+    loaded = load_run(Run("t", root=runs))
+    screens = _screen_order(open_study(loaded.run, create=False))
+    cfg = SearchConfig(budget_minutes=1e6, finalists=2, fit_epochs=2, fit_train_size=None,
+                       workers=2)
+    events = []
+    best, finalists = _fit_finalists(loaded, cfg, lambda: 0.0,
+                                     lambda stage, **i: events.append((stage, i)))
+    assert [stage for stage, _ in events] == ["fit", "fit", "fitted", "fitted"]
+    study = open_study(loaded.run, create=False)
+    fits = [t for t in study.trials if "fit_of" in t.user_attrs]
+    assert sorted(t.user_attrs["fit_of"] for t in fits) == sorted(t.number for t in screens[:2])
+    assert all(len(t.user_attrs["history"]) == 2 and t.params["epochs"] == 2 for t in fits)
+    assert best["trial"] == max(fits, key=lambda t: t.value).number
+    assert finalists == {t.user_attrs["id"]: t.value for t in fits}
+    # the weights a worker sent back are a trained model (chance on digits is 0.1)
+    from hypernas.export import export_run
+
+    card = export_run(loaded.run, runs / "x", trial=best["trial"], formats=("safetensors",))
+    assert card["id"] == best["id"] and card["test_acc"] > 0.5
+    assert hn.load(runs / "x") is not None
+
+
 def test_the_screening_pace_separates_training_from_validation():
     # a finalist trains on twice the images of a screen but validates on the same split: its
     # time is estimated from both parts, not as a multiple of a screen

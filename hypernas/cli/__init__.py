@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="best screens trained for 5 epochs, the best of them exported (3; the "
                         "first always, the others while the budget lasts)")
     p.add_argument("--workers", type=int, metavar="K",
-                   help="rank and screen on Ray with K workers")
+                   help="rank, screen and train the finalists on Ray with K workers")
     p.add_argument("--address", metavar="HOST:PORT", help="a running Ray cluster (with --workers)")
     p.add_argument("--format", default="safetensors,onnx,pt2", help="export formats")
     p.add_argument("--run", help="run name (default search-SPACE-DATA)")

@@ -36,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import statistics
@@ -165,16 +166,21 @@ def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None
     started = time.monotonic()
     # training's share counts in full even when a resumed call found it done
     spent = max(started - begun, 60 * cfg.train_minutes)
-    cands = loaded.space.sample_many(cfg.candidates, seed=cfg.seed)
-    event("rank", candidates=len(cands), workers=cfg.workers)
-    _rank(loaded, cands, cfg, lambda rows: event("ranked-rows", rows=len(rows)))
+    with contextlib.ExitStack() as held:
+        if cfg.workers:  # one Ray session for ranking, screening and the finalists
+            from .distributed import ray_session
 
-    def elapsed() -> float:  # minutes
-        return (spent + time.monotonic() - started) / 60
+            held.enter_context(ray_session(cfg.address, cfg.workers))
+        cands = loaded.space.sample_many(cfg.candidates, seed=cfg.seed)
+        event("rank", candidates=len(cands), workers=cfg.workers)
+        _rank(loaded, cands, cfg, lambda rows: event("ranked-rows", rows=len(rows)))
 
-    if not (run.study_path.exists() and open_study(run, cfg.seed).user_attrs.get(SCREENED)):
-        _screen(loaded, cfg, elapsed, event)
-    best, finalists = _fit_finalists(loaded, cfg, elapsed, event)
+        def elapsed() -> float:  # minutes
+            return (spent + time.monotonic() - started) / 60
+
+        if not (run.study_path.exists() and open_study(run, cfg.seed).user_attrs.get(SCREENED)):
+            _screen(loaded, cfg, elapsed, event)
+        best, finalists = _fit_finalists(loaded, cfg, elapsed, event)
     out = run.exports_dir / "best"
     event("export", out=str(out))
     card = _export(run, out, best, cfg)

@@ -444,6 +444,22 @@ def test_the_finalists_train_at_once_on_ray_workers(runs, capsys):
     assert hn.load(runs / "x") is not None
 
 
+def test_a_search_on_ray_workers_starts_ray_once(tmp_path, monkeypatch, capsys):
+    ray = pytest.importorskip("ray")
+    monkeypatch.setenv("HYPERNAS_RUNS", str(tmp_path))
+    inits, init = [], ray.init
+    monkeypatch.setattr(ray, "init", lambda *a, **k: inits.append(k) or init(*a, **k))
+    argv = ["search", "mlp", "--data", "digits", "--set", "max_depth=2", "--budget", "0.05",
+            "--n", "6", "--top", "2", "--format", "safetensors", "--run", "w", "--workers", "2"]
+    assert main(argv) == 0
+    assert len(inits) == 1 and not ray.is_initialized()  # ranking, screens and fits share it
+    run = Run("w", root=tmp_path)
+    fits = [t for t in open_study(run, create=False).trials if "fit_of" in t.user_attrs]
+    card = json.loads((run.exports_dir / "best" / "model_card.json").read_text())
+    assert fits and card["trial"] in [t.number for t in fits]
+    assert "winner:" in capsys.readouterr().out
+
+
 def test_the_screening_pace_separates_training_from_validation():
     # a finalist trains on twice the images of a screen but validates on the same split: its
     # time is estimated from both parts, not as a multiple of a screen

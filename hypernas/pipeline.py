@@ -201,9 +201,8 @@ def _screen(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],
         event("trial", **t)
 
     run = loaded.run
-    event("refine", top=cfg.screen_top, trials=cfg.trials or cfg.screen_top,
-          minutes=cfg.budget_minutes - spent())
     screen = cfg.screen_config()
+    event("refine", top=screen.top, trials=screen.trials, minutes=cfg.budget_minutes - spent())
     if _pace(open_study(run, cfg.seed)) is None:  # time one trial first
         refine_run(loaded, dataclasses.replace(screen, trials=1), on_trial=on_trial,
                    workers=cfg.workers, address=cfg.address)
@@ -324,11 +323,13 @@ def _fit_finalists(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], flo
                 continue  # a smaller finalist further down may still fit
             chosen.append((place, screen))
             minutes.append(each)
+            event("fit", id=screen.user_attrs["id"], epochs=cfg.fit_epochs, place=place,
+                  finalists=len(finalists), screen_acc=screen.value,
+                  warm_start=cfg.fit_warm_start)
             if parallel == 1:
-                fits[screen.number] = _fit_one(loaded, cfg, recipe, place, screen,
-                                               len(finalists), event)
+                fits[screen.number] = _fit_one(loaded, cfg, recipe, place, screen, event)
         if parallel > 1 and chosen:
-            fits.update(_fit_many(loaded, cfg, recipe, chosen, len(finalists), event))
+            fits.update(_fit_many(loaded, cfg, recipe, chosen, event))
         # the budget may have stopped it short of its finalists: a re-run must not add more
         open_study(run, cfg.seed).set_user_attr(FITTED, True)
     place = {t.number: i for i, t in enumerate(finalists)}
@@ -343,27 +344,21 @@ def _parallel(cfg: SearchConfig) -> int:
 
 
 def _fit_one(loaded: LoadedRun, cfg: SearchConfig, recipe: TrainConfig, place: int,
-             screen: optuna.trial.FrozenTrial, finalists: int,
-             event: Callable) -> optuna.trial.FrozenTrial:
+             screen: optuna.trial.FrozenTrial, event: Callable) -> optuna.trial.FrozenTrial:
     """One finalist trained in this process; its fit trial."""
-    event("fit", id=screen.user_attrs["id"], epochs=cfg.fit_epochs, place=place,
-          finalists=finalists, screen_acc=screen.value, warm_start=cfg.fit_warm_start)
     row = fit_candidate(loaded, screen.number, recipe, warm_start=cfg.fit_warm_start)
     event("fitted", id=row["id"], place=place, screen_acc=screen.value, val_acc=row["val_acc"])
     return open_study(loaded.run, cfg.seed).trials[row["trial"]]
 
 
 def _fit_many(loaded: LoadedRun, cfg: SearchConfig, recipe: TrainConfig,
-              chosen: list[tuple[int, optuna.trial.FrozenTrial]], finalists: int,
+              chosen: list[tuple[int, optuna.trial.FrozenTrial]],
               event: Callable) -> dict[int, optuna.trial.FrozenTrial]:
     """The ``chosen`` finalists (place, screen) trained at once on Ray workers; their fit
     trials by screen number."""
     from .refine_ray import fit_on_ray
 
     screens = {screen.number: (place, screen) for place, screen in chosen}
-    for place, screen in chosen:
-        event("fit", id=screen.user_attrs["id"], epochs=cfg.fit_epochs, place=place,
-              finalists=finalists, screen_acc=screen.value, warm_start=cfg.fit_warm_start)
 
     def fitted(row: dict[str, Any]) -> None:
         place, screen = screens[row["fit_of"]]

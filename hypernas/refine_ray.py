@@ -140,7 +140,8 @@ def fit_on_ray(loaded: LoadedRun, trial_numbers: Sequence[int], recipe: TrainCon
     rows: dict[int, dict[str, Any]] = {}
     with _lock(run):
         study = open_study(run)
-        sources = [_fit_source(run, study, n) for n in dict.fromkeys(trial_numbers)]
+        numbers = list(dict.fromkeys(trial_numbers))  # each once, in order
+        sources = [_fit_source(run, study, n) for n in numbers]
         checkpoint = run.checkpoint_path.read_bytes() if warm_start else None
         with ray_session(address, workers) as ray:
             remote = ray.remote(num_cpus=1, max_retries=0)(train_trial)
@@ -171,4 +172,4 @@ def fit_on_ray(loaded: LoadedRun, trial_numbers: Sequence[int], recipe: TrainCon
                 rows[source.number] = trial_row(run, number)
                 if on_fitted is not None:
                     on_fitted(rows[source.number])
-    return [rows[n] for n in dict.fromkeys(trial_numbers)]
+    return [rows[n] for n in numbers]

@@ -77,8 +77,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                           + (f" on {info['workers']} Ray workers" if info["workers"] else ""),
                           markup=False)
         elif stage == "refine":
-            console.print(f"[3/5] screening up to {info['top']} of the best-ranked, in rank order, with short "
-                          f"trainings from random weights ({info['minutes']:.1f} min left)",
+            console.print(f"[3/5] screening up to {info['top']} of the best-ranked, in rank "
+                          f"order, with short trainings from random weights "
+                          f"({info['minutes']:.1f} min left)",
                           markup=False)
         elif stage == "trial":
             value = f"{info['value']:.4f}" if info["value"] is not None else info["state"].lower()

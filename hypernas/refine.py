@@ -93,17 +93,37 @@ def _storage_url(run: Run) -> str:
     return f"sqlite:///{run.study_path.resolve()}"
 
 
+def _create_study(run: Run, seed: int, attempts: int = 6) -> optuna.Study:
+    """``optuna.create_study`` on the run's file, retried while another process creates it.
+
+    Two processes opening a new SQLite study at once (``hypernas show`` beside a starting
+    refinement, Ray workers) race on Optuna's schema set-up: the loser gets a unique-constraint
+    or "database is locked" error although the file is fine a moment later.
+    """
+    from sqlalchemy.exc import IntegrityError, OperationalError  # Optuna's own dependency
+
+    for attempt in range(attempts):
+        try:
+            return optuna.create_study(
+                study_name=STUDY, storage=_storage_url(run), direction="maximize",
+                load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=seed),
+                # steps are epochs counted from 1: no pruning on the first epoch's accuracy,
+                # which at the peak learning rate swings by tens of points (Optuna prunes at
+                # step >= warmup)
+                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2))
+        except (IntegrityError, OperationalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * 2 ** attempt)
+    raise AssertionError("unreachable")
+
+
 def open_study(run: Run, seed: int = 0, create: bool = True) -> optuna.Study:
     """The run's study (created on first use); refuses a study file made for another run."""
     if not create and not run.study_path.exists():
         raise StudyError(f"run {run.name!r} has not been refined yet; hypernas refine {run.name}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=STUDY, storage=_storage_url(run), direction="maximize", load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        # steps are epochs counted from 1: no pruning on the first epoch's accuracy, which at
-        # the peak learning rate swings by tens of points (Optuna prunes at step >= warmup)
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2))
+    study = _create_study(run, seed)
     owner = study.user_attrs.get("run")
     if owner is None:
         study.set_user_attr("run", run.name)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -173,23 +175,61 @@ def test_a_trial_killed_mid_run_is_retried_with_its_parameters(runs, capsys):
     assert len([t for t in trials if t.state in DONE]) == 2
 
 
+def _finished(run: Run) -> bool:
+    """Whether the study file holds a finished trial, read without writing to it."""
+    if not run.study_path.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{run.study_path}?mode=ro", uri=True) as db:
+            return db.execute("SELECT count(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED')"
+                              ).fetchone()[0] > 0
+    except sqlite3.Error:  # the schema is being created
+        return False
+
+
+def test_processes_opening_a_new_study_at_once_all_get_it(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+
+    def opener(root, start, results):
+        start.wait()
+        try:
+            open_study(Run("t", root=root))
+            results.put("ok")
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            results.put(f"{type(exc).__name__}: {exc}")
+
+    for attempt in range(3):              # the race is lost about half the time per round
+        root = tmp_path / str(attempt)
+        (root / "t").mkdir(parents=True)
+        start, results = ctx.Barrier(5), ctx.Queue()
+        procs = [ctx.Process(target=opener, args=(root, start, results)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        start.wait()
+        outcomes = [results.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+        assert outcomes == ["ok"] * 4
+        assert open_study(Run("t", root=root), create=False).user_attrs["run"] == "t"
+
+
 def test_kill_9_mid_refine_then_rerun_reaches_the_trial_count(runs):
     run = Run("t", root=runs)
     argv = [sys.executable, "-m", "hypernas", "refine", "t", "--top", "2", "--trials", "4",
             "--max-epochs", "4"]
-    proc = subprocess.Popen(argv, env={**os.environ, "HYPERNAS_RUNS": str(runs)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = runs / "refine.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, env={**os.environ, "HYPERNAS_RUNS": str(runs)},
+                                stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180
-    finished = []
-    while time.monotonic() < deadline and not finished:
+    # watched read-only: opening the study here would race the refinement's own creation of it
+    while time.monotonic() < deadline and not _finished(run) and proc.poll() is None:
         time.sleep(0.05)
-        if run.study_path.exists():
-            try:
-                finished = open_study(run, create=False).get_trials(states=DONE)
-            except Exception:  # the database is being created
-                finished = []
+    assert proc.poll() is None, f"refine exited early:\n{log.read_text()}"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    finished = open_study(run, create=False).get_trials(states=DONE)
+    assert finished, "no trial finished in 180 s"
     assert main(["refine", "t", "--top", "2", "--trials", "4", "--max-epochs", "4"]) == 0
     trials = open_study(run, create=False).trials
     done = [t for t in trials if t.state in DONE]

@@ -51,8 +51,8 @@ from rank_nb201 import fmnist_truth as truth_table, nb201_labels  # noqa: E402
 
 import hypernas as hn  # noqa: E402
 from hypernas.data import load_dataset  # noqa: E402
-from hypernas.pipeline import (FINALIST_SHARE, SearchConfig, _finalist_minutes,  # noqa: E402
-                               _history_pace, _minutes, run_search)
+from hypernas.pipeline import FINALIST_SHARE, SearchConfig, run_search  # noqa: E402
+from hypernas.timing import finalist_minutes, history_pace, minutes  # noqa: E402
 from hypernas.refine import refined_rows  # noqa: E402
 from hypernas.runs import read_jsonl  # noqa: E402
 from hypernas.train import TrainConfig, TrainResult, prepare_dataset, train_network  # noqa: E402
@@ -123,19 +123,19 @@ def search_random_sh(seed: int, budget_s: float) -> dict:
             continue
         result = objective.train(code)
         tried[code] = result.val_acc
-        paces[code] = _history_pace(result.history, TRIAL.train_size)
+        paces[code] = history_pace(result.history, TRIAL.train_size)
         pace = tuple(statistics.median(p[i] for p in paces.values()) for i in range(2))
-        trial_min = _minutes(pace, TRIAL.epochs, TRIAL.train_size)
+        trial_min = minutes(pace, TRIAL.epochs, TRIAL.train_size)
         if share is None:
             share = FINALIST_SHARE * (minutes_left() - trial_min)
         best = sorted(tried, key=lambda c: -tried[c])
-        fits_min = _finalist_minutes([paces[c] for c in best], pace, cfg.finalists, share,
+        fits_min = finalist_minutes([paces[c] for c in best], pace, cfg.finalists, share,
                                      cfg.fit_epochs, cfg.fit_train_size)
         if trial_min + fits_min > minutes_left():
             break
     fits = {}
     for code in sorted(tried, key=lambda c: -tried[c])[:cfg.finalists]:
-        if fits and _minutes(paces[code], cfg.fit_epochs, cfg.fit_train_size) > minutes_left():
+        if fits and minutes(paces[code], cfg.fit_epochs, cfg.fit_train_size) > minutes_left():
             continue
         fits[code] = fit(code)
     best = max(fits, key=fits.get)  # ties: the better screen (dicts keep the screen order)
@@ -190,15 +190,37 @@ def truth_of(code: str) -> float:
 
 
 def add_ratio(out: dict) -> None:
-    """hypernas's mean regret over the better baseline's, when both are in ``out``."""
+    """hypernas's mean regret over the better baseline's, when both are in ``out``, with a
+    bootstrap 90 % interval (seeds resampled within each method, the better baseline chosen
+    again in every resample)."""
     base = [out[m]["mean_regret_points"] for m in BASELINES if m in out]
     if "hypernas" in out and base:
         out["hypernas_regret_over_better_baseline"] = (out["hypernas"]["mean_regret_points"]
                                                        / max(min(base), 1e-9))
+        per_seed = {m: out[m]["regrets"] for m in ("hypernas", *BASELINES) if m in out}
+        out["ratio_interval_90"] = ratio_interval(per_seed)
     if "hypernas" in out and "random_sh" in out:
         out["hypernas_regret_over_random_sh"] = (out["hypernas"]["mean_regret_points"]
                                                  / max(out["random_sh"]["mean_regret_points"],
                                                        1e-9))
+
+
+def ratio_interval(regrets: dict[str, list[float]], resamples: int = 10_000,
+                   seed: int = 0) -> list[float]:
+    """Bootstrap 5th and 95th percentiles of hypernas's mean regret over the better baseline's.
+
+    >>> ratio_interval({"hypernas": [0.2, 0.2], "random": [0.4, 0.4], "tpe": [0.5, 0.5]})
+    [0.5, 0.5]
+    """
+    import random
+
+    rng, ratios = random.Random(seed), []
+    for _ in range(resamples):
+        means = {m: statistics.fmean(rng.choices(v, k=len(v))) for m, v in regrets.items()}
+        better = min(means[m] for m in BASELINES if m in means)
+        ratios.append(means["hypernas"] / max(better, 1e-9))
+    ratios.sort()
+    return [round(ratios[int(0.05 * resamples)], 2), round(ratios[int(0.95 * resamples)], 2)]
 
 
 def known_runs(path: Path = OUT) -> dict[tuple[str, int], float]:
@@ -271,6 +293,7 @@ def report(path: Path, eval_seeds: list[int] | None = None) -> dict:
             continue
         regrets = [r["regret_points"] for r in mine]
         out[method] = {"seeds": len(mine), "mean_regret_points": statistics.fmean(regrets),
+                       "regrets": [round(x, 2) for x in regrets],
                        "std_regret_points": statistics.pstdev(regrets) if len(mine) > 1 else 0.0,
                        "mean_test_acc": statistics.fmean(r["test_acc"] for r in mine),
                        "mean_cifar10_val": statistics.fmean(r["cifar10_val"] for r in mine),

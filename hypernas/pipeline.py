@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ from typing import Any, Callable
 
 import optuna
 
+from . import timing
 from .data import DataConfig
 from .errors import HypernasError
 from .hypernet.model import HyperNetConfig
@@ -203,21 +203,22 @@ def _screen(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],
     run = loaded.run
     screen = cfg.screen_config()
     event("refine", top=screen.top, trials=screen.trials, minutes=cfg.budget_minutes - spent())
-    if _pace(open_study(run, cfg.seed)) is None:  # time one trial first
+    if timing.pace(open_study(run, cfg.seed)) is None:  # time one trial first
         refine_run(loaded, dataclasses.replace(screen, trials=1), on_trial=on_trial,
                    workers=cfg.workers, address=cfg.address)
     study = open_study(run, cfg.seed)
     if PLANNED not in study.user_attrs:  # kept, so that a resumed search plans the same way
-        trial_min = _minutes(_pace(study), cfg.screen_epochs, cfg.screen_train_size)
+        trial_min = timing.minutes(timing.pace(study), cfg.screen_epochs, cfg.screen_train_size)
         study.set_user_attr(PLANNED, cfg.budget_minutes - spent() - EXPORT_RESERVE_MIN - trial_min)
     share = FINALIST_SHARE * study.user_attrs[PLANNED]
     images = cfg.fit_train_size or len(loaded.data.train)
 
     def keep_going(study: optuna.Study) -> bool:
-        pace = _pace(study)
-        fits = _finalist_minutes([_pace_of(t) for t in _screen_order(study)], pace, cfg.finalists,
-                                share, cfg.fit_epochs, images, _parallel(cfg))
-        trial_min = _minutes(pace, cfg.screen_epochs, cfg.screen_train_size)
+        pace = timing.pace(study)
+        best = [timing.pace_of(t) for t in _screen_order(study)]
+        fits = timing.finalist_minutes(best, pace, cfg.finalists, share, cfg.fit_epochs, images,
+                                       _parallel(cfg))
+        trial_min = timing.minutes(pace, cfg.screen_epochs, cfg.screen_train_size)
         return spent() + trial_min + fits + EXPORT_RESERVE_MIN <= cfg.budget_minutes
 
     if _finished(study) < screen.trials and keep_going(study):
@@ -225,63 +226,6 @@ def _screen(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],
                            address=cfg.address, keep_going=keep_going)
     # the budget may have stopped it short of its trials: a re-run must not add more
     study.set_user_attr(SCREENED, True)
-
-
-def _finalist_minutes(paces: list[tuple[float, float] | None], pace: tuple[float, float],
-                     most: int, share: float, epochs: int, images: int,
-                     parallel: int = 1) -> float:
-    """Minutes to keep for the finalists' trainings (``epochs`` on ``images``, ``parallel`` at a
-    time): the best screens (``paces``, best first; ``None``, or a missing screen, at the median
-    ``pace``), as many as ``share`` minutes hold, at least one and at most ``most``.
-
-    >>> _finalist_minutes([(0.012, 12.0), None], (0.006, 6.0), 3, 3.5, 5, 1_000)  # 2 + 1 (+ 1)
-    3.0
-    >>> _finalist_minutes([(0.012, 12.0), None], (0.006, 6.0), 3, 3.5, 5, 1_000, parallel=2)
-    3.0
-    """
-    each = [_minutes(p or pace, epochs, images) for p in (paces + [None] * most)[:most]]
-    planned = 1
-    while planned < most and _waves(each[:planned + 1], parallel) <= share:
-        planned += 1
-    return _waves(each[:planned], parallel)
-
-
-def _waves(minutes: list[float], parallel: int) -> float:
-    """Wall minutes of trainings started ``parallel`` at a time in the order given, each wave as
-    long as its longest.
-
-    >>> _waves([2.0, 1.0, 1.0], 1), _waves([2.0, 1.0, 1.0], 2), _waves([2.0, 1.0, 1.0], 3)
-    (4.0, 3.0, 2.0)
-    """
-    return sum(max(minutes[i:i + parallel]) for i in range(0, len(minutes), parallel))
-
-
-def _pace(study: optuna.Study) -> tuple[float, float] | None:
-    """Median seconds per training image and epoch, and per validation pass, of the study's
-    finished screens (None if there is none), from their per-epoch history."""
-    paces = [p for p in map(_pace_of, completed(study, fits=False)) if p is not None]
-    if not paces:
-        return None
-    return statistics.median(p[0] for p in paces), statistics.median(p[1] for p in paces)
-
-
-def _pace_of(trial: optuna.trial.FrozenTrial) -> tuple[float, float] | None:
-    """One finished training's seconds per training image and epoch, and per validation pass."""
-    history = trial.user_attrs.get("history") or []
-    images = (trial.user_attrs.get("recipe") or {}).get("train_size")
-    return _history_pace(history, images) if history and images else None
-
-
-def _history_pace(history: list[dict[str, float]], images: int) -> tuple[float, float]:
-    """Seconds per training image and epoch, and per validation pass, of a training's per-epoch
-    history (``train_network``'s) on ``images`` training images."""
-    evals = sum(h.get("eval_seconds", 0.0) for h in history)
-    return (history[-1]["seconds"] - evals) / len(history) / images, evals / len(history)
-
-
-def _minutes(pace: tuple[float, float], epochs: int, images: int) -> float:
-    """Minutes of a training at ``pace`` (seconds per image-epoch, per validation pass)."""
-    return epochs * (images * pace[0] + pace[1]) / 60
 
 
 def _screen_order(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -314,11 +258,11 @@ def _fit_finalists(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], flo
         for place, screen in enumerate(finalists, start=1):
             if screen.number in fits:
                 continue
-            pace = _pace_of(screen) or _pace(study)
-            each = _minutes(pace, cfg.fit_epochs, images) if pace is not None else 0.0
+            pace = timing.pace_of(screen) or timing.pace(study)
+            each = timing.minutes(pace, cfg.fit_epochs, images) if pace is not None else 0.0
             if parallel == 1:
                 begun, minutes = spent(), []  # one at a time: the clock is read before each
-            if (fits or chosen) and (begun + _waves(minutes + [each], parallel)
+            if (fits or chosen) and (begun + timing.waves(minutes + [each], parallel)
                                      + EXPORT_RESERVE_MIN > cfg.budget_minutes):
                 continue  # a smaller finalist further down may still fit
             chosen.append((place, screen))

@@ -97,22 +97,22 @@ def test_keep_going_is_asked_before_each_further_trial(runs):
 
 
 def test_the_finalists_time_is_planned_from_the_best_screens_own_paces():
-    from hypernas.pipeline import _finalist_minutes, _minutes
+    from hypernas.timing import finalist_minutes, minutes
 
     small, large = (1e-3, 2.0), (4e-3, 8.0)
-    one_small, one_large = _minutes(small, 5, 10_000), _minutes(large, 5, 10_000)
+    one_small, one_large = minutes(small, 5, 10_000), minutes(large, 5, 10_000)
     assert one_large > 3 * one_small
     # the best screens decide, in their order; a missing screen counts at the median pace
-    assert _finalist_minutes([large, small], small, 2, 1e9, 5, 10_000) == \
+    assert finalist_minutes([large, small], small, 2, 1e9, 5, 10_000) == \
         pytest.approx(one_large + one_small)
-    assert _finalist_minutes([large], small, 3, 1e9, 5, 10_000) == \
+    assert finalist_minutes([large], small, 3, 1e9, 5, 10_000) == \
         pytest.approx(one_large + 2 * one_small)
-    assert _finalist_minutes([None, large], small, 2, 1e9, 5, 10_000) == \
+    assert finalist_minutes([None, large], small, 2, 1e9, 5, 10_000) == \
         pytest.approx(one_small + one_large)
     # as many as the share holds, but always the first
-    assert _finalist_minutes([small, large, small], small, 3, one_small + one_large, 5,
+    assert finalist_minutes([small, large, small], small, 3, one_small + one_large, 5,
                              10_000) == pytest.approx(one_small + one_large)
-    assert _finalist_minutes([large, small], small, 2, one_small, 5, 10_000) == \
+    assert finalist_minutes([large, small], small, 2, one_small, 5, 10_000) == \
         pytest.approx(one_large)
 
 
@@ -410,8 +410,8 @@ def test_finalists_on_workers_are_planned_in_waves(runs, monkeypatch):
     # two finalists that each take m minutes: one after another they need 2m, on two workers m;
     # a budget with 1.5m left trains one in this process and both on two workers
     import hypernas.refine_ray as refine_ray
-    from hypernas.pipeline import (EXPORT_RESERVE_MIN, SearchConfig, _fit_finalists, _minutes,
-                                   _pace_of, _screen_order)
+    from hypernas.pipeline import EXPORT_RESERVE_MIN, SearchConfig, _fit_finalists, _screen_order
+    from hypernas.timing import minutes, pace_of
     from hypernas.refine import fit_candidate
     from hypernas.workflow import load_run
 
@@ -420,7 +420,7 @@ def test_finalists_on_workers_are_planned_in_waves(runs, monkeypatch):
     loaded = load_run(Run("t", root=runs))
     screens = _screen_order(open_study(loaded.run, create=False))
     images = len(loaded.data.train)
-    m = max(_minutes(_pace_of(t), 1, images) for t in screens)
+    m = max(minutes(pace_of(t), 1, images) for t in screens)
     budget = 10.0 + EXPORT_RESERVE_MIN + 1.5 * m
     calls = []
 
@@ -503,10 +503,10 @@ def test_a_search_on_ray_workers_starts_ray_once(tmp_path, monkeypatch, capsys):
 def test_the_screening_pace_separates_training_from_validation():
     # a finalist trains on twice the images of a screen but validates on the same split: its
     # time is estimated from both parts, not as a multiple of a screen
-    from hypernas.pipeline import _pace
+    from hypernas.timing import pace
 
     study = optuna.create_study()
-    assert _pace(study) is None
+    assert pace(study) is None
     x = optuna.distributions.FloatDistribution(0, 1)
     for per_image, per_eval in ((1e-3, 4.0), (2e-3, 6.0), (3e-3, 5.0)):
         epoch = 5_000 * per_image + per_eval
@@ -514,5 +514,5 @@ def test_the_screening_pace_separates_training_from_validation():
         study.add_trial(optuna.trial.create_trial(
             params={"x": 0.5}, distributions={"x": x}, value=0.8,
             user_attrs={"history": history, "recipe": {"train_size": 5_000}}))
-    per_image, per_eval = _pace(study)
+    per_image, per_eval = pace(study)
     assert per_image == pytest.approx(2e-3) and per_eval == pytest.approx(5.0)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -108,6 +109,15 @@ def export_model(net: Network, out: str | Path, card: dict[str, Any],
     return card
 
 
+def accuracy_se(acc: float, images: int) -> float:
+    """Binomial standard error of an accuracy measured on ``images`` independent images.
+
+    >>> round(accuracy_se(0.88, 5_000), 4)
+    0.0046
+    """
+    return math.sqrt(acc * (1 - acc) / images) if images > 0 else float("nan")
+
+
 def _random_input(net: Network) -> Tensor:
     return torch.randn(4, *net.graph.graph["input_shape"], generator=torch.Generator().manual_seed(0))
 
@@ -181,6 +191,11 @@ def _readme(card: dict[str, Any]) -> str:
                 "scores", "recipe", "run", "formats", "onnx_atol"):
         if card.get(key) is not None:
             lines.append(f"- **{key}**: `{json.dumps(card[key])}`")
+    for split in ("val", "test"):
+        if card.get(f"{split}_acc") is not None and card.get(f"{split}_images"):
+            lines.append(f"- **{split} accuracy**: {card[f'{split}_acc']:.4f} ± "
+                         f"{card[f'{split}_acc_se']:.4f} (one standard error, "
+                         f"{card[f'{split}_images']:,} images)")
     lines += ["", "Load it with `hypernas.load(DIR)` (safetensors + graph JSON, no pickles);",
               "`model.onnx` runs in onnxruntime, `model.pt2` with `torch.export.load`.", ""]
     return "\n".join(lines)
@@ -257,6 +272,11 @@ def export_run(run: Run, out: str | Path, arch: str | None = None,
             "resolution": loaded.config.resolution, "encoding": cand.encoding, "id": cand.id,
             "scores": scores_of(run, cand.id), "recipe": trial.user_attrs.get("recipe"),
             "warm_start": trial.user_attrs.get("warm_start"), "trial": chosen["trial"],
-            "val_acc": chosen["val_acc"], "test_acc": test_acc, "test_loss": test_loss}
+            "val_acc": chosen["val_acc"], "test_acc": test_acc, "test_loss": test_loss,
+            # each accuracy's binomial standard error on the images it was measured on: the
+            # evaluation's own noise, not the (larger) difference a second training would make
+            "val_images": len(loaded.data.val), "test_images": len(loaded.data.test),
+            "val_acc_se": accuracy_se(chosen["val_acc"], len(loaded.data.val)),
+            "test_acc_se": accuracy_se(test_acc, len(loaded.data.test))}
     example = loaded.data.test.x[:8]
     return export_model(net, out, card, formats=formats, example=example, force=force)

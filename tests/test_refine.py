@@ -20,6 +20,7 @@ import torch
 
 import hypernas as hn
 from hypernas.cli import main
+from hypernas.data import load_dataset
 from hypernas.errors import HypernasError
 from hypernas.refine import open_study
 from hypernas.runs import Run
@@ -261,6 +262,10 @@ def test_export_the_winner_and_load_it(runs, tmp_path, capsys):
     card = json.loads((out / "model_card.json").read_text())
     assert card["id"] == best.user_attrs["id"] and card["val_acc"] == best.value
     assert 0 <= card["test_acc"] <= 1 and card["recipe"]["epochs"] == 1
+    n = len(load_dataset("digits").test)
+    assert card["test_images"] == n and card["test_acc_se"] == pytest.approx(
+        (card["test_acc"] * (1 - card["test_acc"]) / n) ** 0.5)
+    assert f"test accuracy**: {card['test_acc']:.4f} ± " in (out / "README.md").read_text()
     assert card["scores"]["hypernet"]["rank"] >= 1 and "model.pt2" in card["files"]
     net = hn.load(out)
     x = torch.randn(3, *net.graph.graph["input_shape"])
@@ -292,6 +297,7 @@ def test_search_runs_every_stage_and_a_rerun_only_reprints(tmp_path, monkeypatch
     assert fit.user_attrs["fit_of"] == winner.number and fit.user_attrs["id"] == card["id"]
     assert not fit.user_attrs["warm_start"] and fit.params["epochs"] == 5   # the longer recipe
     assert card["trial"] == fit.number and card["val_acc"] == fit.value
+    assert f"val acc {card['val_acc']:.4f} ± {card['val_acc_se']:.4f}" in out
     stamp = (run.exports_dir / "best" / "model_card.json").stat().st_mtime_ns
     ranking = run.ranking_path("hypernet").read_text()
     trials = len(open_study(run, create=False).trials)

@@ -111,8 +111,28 @@ def cmd_search(args: argparse.Namespace) -> int:
                                       "by hypernet score"))
     card = result["card"]
     console.print(f"winner: {card['id']} {card['encoding']}", markup=False)
-    console.print(f"        val acc {card['val_acc']:.4f}, test acc {card['test_acc']:.4f}, "
+    console.print(f"        val acc {card['val_acc']:.4f} ± {card['val_acc_se']:.4f}, test acc "
+                  f"{card['test_acc']:.4f} ± {card['test_acc_se']:.4f} (± one standard error "
+                  f"of the {card['val_images']:,} and {card['test_images']:,} images), "
                   f"{card['params']:,} params", markup=False)
+    tie = _tie_note(card, result["finalists"])
+    if tie:
+        console.print(f"        {tie}", markup=False)
     console.print(f"exported to {result['export']} ({', '.join(sorted(card['files']))}); "
                   f"load it with hypernas.load(\"{result['export']}\")", markup=False)
     return 0
+
+
+def _tie_note(card: dict[str, Any], finalists: dict[str, float]) -> str | None:
+    """A warning when the winner's lead over the runner-up finalist (validation accuracy, one
+    training each) is under two standard errors of the winner's measurement.
+
+    >>> _tie_note({"id": "a", "val_acc": 0.880, "val_acc_se": 0.005}, {"a": 0.880, "b": 0.875})
+    'runner-up finalist 0.0050 behind, under two standard errors: not told apart'
+    >>> _tie_note({"id": "a", "val_acc": 0.880, "val_acc_se": 0.001}, {"a": 0.880, "b": 0.875})
+    """
+    others = sorted((v for k, v in finalists.items() if k != card["id"]), reverse=True)
+    if not others or card["val_acc"] - others[0] >= 2 * card["val_acc_se"]:
+        return None
+    return (f"runner-up finalist {card['val_acc'] - others[0]:.4f} behind, under two standard "
+            "errors: not told apart")

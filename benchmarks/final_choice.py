@@ -8,8 +8,9 @@ seeds, so each has a less noisy test accuracy (the mean). Per run this gives:
   search_outcome.py's multi-seed report);
 - the regret of the best finalist, had the last choice been perfect;
 - the regret of the best of the top screens, had the finalists been chosen perfectly too;
-- how the finalists' own validation accuracy (one fit each, what the search decides on) and
-  their screens agree with their means.
+- the regret of one of the top screens at random (the mean over them);
+- the finalists' own validation accuracy (one fit each, what the search decides on) beside
+  their means, and the truth's seed noise against the true spread of the cells trained.
 
 If the best finalist or the best screen is far better than the choice, the last choice is what
 to improve (more trainings per finalist); if not, what the search reaches (ranking, screening)
@@ -112,19 +113,19 @@ def seed_noise(have: dict[tuple[str, int], float], seeds: list[int]) -> dict:
     """Over every cell trained with all ``seeds``: one training's seed-to-seed standard
     deviation (pooled), the spread of the cells' means, and the true spread left once the
     seeds' noise is taken out of it (points)."""
-    runs = [[100 * have[(c, s)] for s in seeds] for c in {c for c, _ in have}
+    accs = [[100 * have[(c, s)] for s in seeds] for c in {c for c, _ in have}
             if all((c, s) in have for s in seeds)]
-    within = statistics.fmean(statistics.variance(r) for r in runs)
-    means = statistics.pvariance([statistics.fmean(r) for r in runs])
+    within = statistics.fmean(statistics.variance(a) for a in accs)
+    means = statistics.pvariance([statistics.fmean(a) for a in accs])
     true = max(means - within / len(seeds), 0.0)
-    return {"cells": len(runs), "one_training_sd": within ** 0.5, "means_sd": means ** 0.5,
+    return {"cells": len(accs), "one_training_sd": within ** 0.5, "means_sd": means ** 0.5,
             "true_sd": true ** 0.5, "reliability_of_one_training": true / (true + within)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=Path, nargs="+", required=True, help="search run folders")
-    parser.add_argument("--top-screens", type=int, default=3)
+    parser.add_argument("--top-screens", type=int, default=5)
     parser.add_argument("--eval-seeds", default="0,1,2")
     parser.add_argument("--shard", default="0/1", help="i/n: this process's share of trainings")
     parser.add_argument("--report", action="store_true", help="only summarise")

@@ -34,6 +34,7 @@ import fmnist_truth  # noqa: E402
 import search_outcome  # noqa: E402
 
 import hypernas as hn  # noqa: E402
+from hypernas.pipeline import _screen_order  # noqa: E402
 from hypernas.refine import completed, open_study  # noqa: E402
 from hypernas.runs import Run  # noqa: E402
 
@@ -48,7 +49,7 @@ def cells_of(run_dir: Path, top_screens: int) -> dict:
     def code(trial) -> str:
         return space.code(space.replay(trial.user_attrs["encoding"]).params)
 
-    screens = sorted(completed(study, fits=False), key=lambda t: (-t.value, t.params["rank"]))
+    screens = _screen_order(study)  # the search's own order: best screen first
     by_number = {t.number: t for t in screens}
     fits = [t for t in completed(study) if "fit_of" in t.user_attrs]
     chosen = max(fits, key=lambda t: t.value)
@@ -138,11 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.report:
         i, n = map(int, args.shard.split("/"))
-        for job in jobs(runs, seeds)[i::n]:
-            if job not in known():  # another shard may have done it
-                row = fmnist_truth.train_one(job)
-                fmnist_truth.append(search_outcome.EVALS, row)
-                print(json.dumps({k: row[k] for k in ("code", "seed", "test_acc")}), flush=True)
+        search_outcome.train_missing(jobs(runs, seeds)[i::n], known)
     print(json.dumps(report(runs, seeds), indent=1))
     return 0
 

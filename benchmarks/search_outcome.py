@@ -42,6 +42,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -251,8 +252,15 @@ def eval_jobs(path: Path, seeds: list[int]) -> list[tuple[str, int]]:
 
 
 def evaluate_more(path: Path, seeds: list[int], shard: tuple[int, int]) -> None:
-    for job in eval_jobs(path, seeds)[shard[0]::shard[1]]:
-        if job not in known_runs(path):  # another shard's process may have done it
+    train_missing(eval_jobs(path, seeds)[shard[0]::shard[1]], lambda: known_runs(path))
+
+
+def train_missing(jobs: list[tuple[str, int]],
+                  known: Callable[[], dict[tuple[str, int], float]]) -> None:
+    """Train each (code, seed) job with the truth recipe into ``EVALS``, unless ``known()`` (read
+    again before each) has it: another shard's process may have trained it meanwhile."""
+    for job in jobs:
+        if job not in known():
             row = fmnist_truth.train_one(job)
             fmnist_truth.append(EVALS, row)
             print(json.dumps({k: row[k] for k in ("code", "seed", "test_acc")}), flush=True)

@@ -34,7 +34,7 @@ import fmnist_truth  # noqa: E402
 import search_outcome  # noqa: E402
 
 import hypernas as hn  # noqa: E402
-from hypernas.pipeline import _screen_order  # noqa: E402
+from hypernas.search.pipeline import screen_order  # noqa: E402
 from hypernas.refine import completed, open_study  # noqa: E402
 from hypernas.runs import Run  # noqa: E402
 
@@ -49,7 +49,7 @@ def cells_of(run_dir: Path, top_screens: int) -> dict:
     def code(trial) -> str:
         return space.code(space.replay(trial.user_attrs["encoding"]).params)
 
-    screens = _screen_order(study)  # the search's own order: best screen first
+    screens = screen_order(study)  # the search's own order: best screen first
     by_number = {t.number: t for t in screens}
     fits = [t for t in completed(study) if "fit_of" in t.user_attrs]
     chosen = max(fits, key=lambda t: t.value)
@@ -124,6 +124,9 @@ def seed_noise(have: dict[tuple[str, int], float], seeds: list[int]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a process-wide setting: the script's
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=Path, nargs="+", required=True, help="search run folders")
     parser.add_argument("--top-screens", type=int, default=5)

@@ -94,7 +94,7 @@ def train_one(job: tuple[str, int]) -> dict:
     torch.set_num_threads(1)
     import hypernas as hn
     from hypernas.data import load_dataset
-    from hypernas.train import TrainConfig, evaluate, prepare_dataset, train_network
+    from hypernas.refine.train import TrainConfig, evaluate, prepare_dataset, train_network
 
     code, seed = job
     cfg = TrainConfig(seed=seed, **RECIPE)

@@ -43,7 +43,7 @@ from typing import Any
 import networkx as nx
 
 import hypernas
-from hypernas.canonical import canonical_graph
+from hypernas.graphs.canonical import canonical_graph
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to, from), the order of the code digits

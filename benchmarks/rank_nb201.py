@@ -35,9 +35,9 @@ import hypernas as hn
 from hypernas.data import DataConfig
 from hypernas.hypernet.model import HyperNetConfig
 from hypernas.hypernet.trainer import HyperTrainConfig, load_checkpoint
-from hypernas.proxies import list_proxies
+from hypernas.ranking.proxies import list_proxies
 from hypernas.runs import Run, read_jsonl
-from hypernas.workflow import RunConfig, rank_run, start_run, train_run
+from hypernas.ranking import RunConfig, rank_run, start_run, train_run
 
 RESULTS = Path(__file__).parent / "results"
 TRUTH = RESULTS / "fmnist_truth.jsonl"

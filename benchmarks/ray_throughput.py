@@ -34,14 +34,14 @@ import torch
 import torch.nn.functional as F
 
 from hypernas.data import DataConfig
-from hypernas.distributed import rank_on_ray
+from hypernas.ranking.on_ray import rank_on_ray
 from hypernas.hypernet.model import HyperNetConfig
 from hypernas.hypernet.trainer import (HyperTrainConfig, load_checkpoint, meta_network,
                                        predicted_logits)
 from hypernas.runs import Run
-from hypernas.scoring import eval_slices
-from hypernas.space import Candidate
-from hypernas.workflow import LoadedRun, RunConfig, rank_run, start_run, train_run
+from hypernas.ranking.scoring import eval_slices
+from hypernas.spaces.space import Candidate
+from hypernas.ranking import LoadedRun, RunConfig, rank_run, start_run, train_run
 
 RESULTS = Path(__file__).parent / "results"
 SKELETON = {"C": 16, "N": 1}
@@ -98,6 +98,9 @@ def max_score_gap(a: dict[str, dict], b: dict[str, dict]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hypernas.cluster import default_auth_mode
+
+    default_auth_mode()  # a process-wide setting, made before Ray is imported, as the CLI does
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=200, help="candidates ranked by each method")
     parser.add_argument("--steps", type=int, default=20, help="hypernetwork training steps")

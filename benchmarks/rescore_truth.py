@@ -25,8 +25,8 @@ from rank_nb201 import fmnist_truth, metrics, spread_vs_error  # noqa: E402
 
 from hypernas.hypernet.trainer import load_checkpoint  # noqa: E402
 from hypernas.runs import Run  # noqa: E402
-from hypernas.scoring import ScoreConfig, eval_slices, score_hypernet  # noqa: E402
-from hypernas.workflow import load_run  # noqa: E402
+from hypernas.ranking.scoring import ScoreConfig, eval_slices, score_hypernet  # noqa: E402
+from hypernas.ranking import load_run  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 

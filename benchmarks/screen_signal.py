@@ -41,11 +41,11 @@ from rank_nb201 import fmnist_truth  # noqa: E402
 import hypernas as hn  # noqa: E402
 from hypernas.data import load_dataset  # noqa: E402
 from hypernas.hypernet.trainer import load_checkpoint  # noqa: E402
-from hypernas.network import Network  # noqa: E402
+from hypernas.graphs.network import Network  # noqa: E402
 from hypernas.runs import Run, read_jsonl  # noqa: E402
-from hypernas.scoring import ScoreConfig, eval_slices, score_hypernet  # noqa: E402
-from hypernas.train import TrainConfig, evaluate, prepare_dataset, train_network  # noqa: E402
-from hypernas.workflow import load_run  # noqa: E402
+from hypernas.ranking.scoring import ScoreConfig, eval_slices, score_hypernet  # noqa: E402
+from hypernas.refine.train import TrainConfig, evaluate, prepare_dataset, train_network  # noqa: E402
+from hypernas.ranking import load_run  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "screen_signal"
 

@@ -52,11 +52,11 @@ from rank_nb201 import fmnist_truth as truth_table, nb201_labels  # noqa: E402
 
 import hypernas as hn  # noqa: E402
 from hypernas.data import load_dataset  # noqa: E402
-from hypernas.pipeline import FINALIST_SHARE, SearchConfig, run_search  # noqa: E402
-from hypernas.timing import finalist_minutes, history_pace, minutes  # noqa: E402
+from hypernas.search.pipeline import FINALIST_SHARE, SearchConfig, run_search  # noqa: E402
+from hypernas.search.timing import finalist_minutes, history_pace, minutes  # noqa: E402
 from hypernas.refine import refined_rows  # noqa: E402
 from hypernas.runs import read_jsonl  # noqa: E402
-from hypernas.train import TrainConfig, TrainResult, prepare_dataset, train_network  # noqa: E402
+from hypernas.refine.train import TrainConfig, TrainResult, prepare_dataset, train_network  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 OUT = RESULTS / "search_outcome.jsonl"
@@ -313,6 +313,9 @@ def report(path: Path, eval_seeds: list[int] | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a process-wide setting: the script's
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--methods", default=",".join(METHODS))

@@ -24,10 +24,10 @@ import torch
 
 import hypernas as hn
 from hypernas.hypernet.trainer import HyperTrainConfig
-from hypernas.pipeline import SearchConfig
+from hypernas.search.pipeline import SearchConfig
 from hypernas.runs import Run
-from hypernas.train import TrainConfig, train_network
-from hypernas.workflow import start_run, train_run
+from hypernas.refine.train import TrainConfig, train_network
+from hypernas.ranking import start_run, train_run
 
 CELL = "230321"  # any NB201 code; one of the cells the search-outcome runs picked
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    from hypernas.workflow import materialise
+    from hypernas.ranking import materialise
 
     _, data = materialise(SearchConfig().run_config())
     times: dict[int, dict[str, list[float]]] = {1: {"step": [], "screen": []},

@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from rank_nb201 import random_cells  # noqa: E402
 
 from hypernas.hypernet.trainer import load_checkpoint  # noqa: E402
-from hypernas.network import Network  # noqa: E402
+from hypernas.graphs.network import Network  # noqa: E402
 from hypernas.runs import Run  # noqa: E402
-from hypernas.train import TrainConfig, evaluate, train_network  # noqa: E402
-from hypernas.workflow import load_run  # noqa: E402
+from hypernas.refine.train import TrainConfig, evaluate, train_network  # noqa: E402
+from hypernas.ranking import load_run  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 

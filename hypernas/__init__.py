@@ -10,16 +10,36 @@ Example:
     >>> net = hn.Network(cand.graph)
 """
 
-from .canonical import canonical_id, same_architecture
-from .errors import (ArityError, CycleError, EncodingError, GraphError, GraphFormatError,
-                     HypernasError, InputNodeError, NodeAttributeError, OutputNodeError,
-                     ShapeError, SpaceError, UnknownOpError, UnreachableNodeError)
-from .export import load
-from .graph import GraphBuilder, infer_shapes, validate
-from .graph_json import graph_from_json, graph_to_json, load_graph, save_graph
-from .network import Network, count_macs, count_params, param_shapes
-from .ops import list_ops
-from .space import Candidate, SearchSpace, SpaceConfig, list_spaces, load_space, register_space
+from .errors import (
+                     ArityError,
+                     CycleError,
+                     EncodingError,
+                     GraphError,
+                     GraphFormatError,
+                     HypernasError,
+                     InputNodeError,
+                     NodeAttributeError,
+                     OutputNodeError,
+                     ShapeError,
+                     SpaceError,
+                     UnknownOpError,
+                     UnreachableNodeError,
+)
+from .export.files import load
+from .graphs.builder import GraphBuilder
+from .graphs.canonical import canonical_id, same_architecture
+from .graphs.graph import infer_shapes, validate
+from .graphs.network import Network, count_macs, count_params, param_shapes
+from .graphs.ops import list_ops
+from .graphs.serialize import graph_from_json, graph_to_json, load_graph, save_graph
+from .spaces.space import (
+                     Candidate,
+                     SearchSpace,
+                     SpaceConfig,
+                     list_spaces,
+                     load_space,
+                     register_space,
+)
 
 __version__ = "0.1.0"
 

@@ -22,12 +22,12 @@ import json
 import pytest
 import torch
 
-from .canonical import canonical_id
 from .errors import EncodingError, HypernasError
-from .graph import validate
-from .graph_json import graph_from_json, graph_to_json, graphs_equal
-from .network import Network, param_shapes
-from .space import SearchSpace
+from .graphs.canonical import canonical_id
+from .graphs.graph import validate
+from .graphs.network import Network, param_shapes
+from .graphs.serialize import graph_from_json, graph_to_json, graphs_equal
+from .spaces.space import SearchSpace
 
 __all__ = ["SpaceContract", "SEEDS"]
 
@@ -35,7 +35,7 @@ SEEDS = range(20)
 
 
 class SpaceContract:
-    """Tests every :class:`~hypernas.space.SearchSpace` must pass; needs a ``space`` fixture."""
+    """Tests every :class:`~hypernas.spaces.space.SearchSpace` must pass; needs a ``space`` fixture."""
 
     @pytest.fixture
     def space(self) -> SearchSpace:  # pragma: no cover - overridden

@@ -39,8 +39,8 @@ from typing import Any, Mapping
 import networkx as nx
 
 from hypernas.errors import EncodingError, SpaceError
-from hypernas.graph import GraphBuilder
-from hypernas.space import SearchSpace, SpaceConfig, check_positive_ints
+from hypernas.graphs.builder import GraphBuilder
+from hypernas.spaces.space import SearchSpace, SpaceConfig, check_positive_ints
 
 __all__ = ["MacroConfig", "MacroSpace"]
 

@@ -25,7 +25,7 @@ from typing import Any
 import networkx as nx
 
 from hypernas.errors import SpaceError
-from hypernas.space import SearchSpace, SpaceConfig, check_positive_ints
+from hypernas.spaces.space import SearchSpace, SpaceConfig, check_positive_ints
 
 __all__ = ["MLPConfig", "MLPSpace", "ACTIVATIONS", "NORMS"]
 

@@ -27,8 +27,8 @@ from typing import Any, Mapping
 import networkx as nx
 
 from hypernas.errors import EncodingError, SpaceError
-from hypernas.graph import GraphBuilder
-from hypernas.space import SearchSpace, SpaceConfig
+from hypernas.graphs.builder import GraphBuilder
+from hypernas.spaces.space import SearchSpace, SpaceConfig
 
 __all__ = ["NB201Config", "NB201Space", "OPS", "EDGES"]
 

@@ -9,10 +9,10 @@ import networkx as nx
 import pytest
 
 import hypernas
-from hypernas.canonical import canonical_graph, canonical_id, same_architecture
+from hypernas.graphs.canonical import canonical_graph, canonical_id, same_architecture
 from hypernas.errors import CycleError, GraphError, UnknownOpError, UnreachableNodeError
-from hypernas.graph import GraphBuilder, validate
-from hypernas.graph_json import graph_from_json, graph_to_json
+from hypernas.graphs import GraphBuilder, validate
+from hypernas.graphs.serialize import graph_from_json, graph_to_json
 
 Spec = list[tuple[Any, str, list, dict]]  # (name, op, inputs in slot order, attributes)
 

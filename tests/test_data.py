@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-import hypernas._datafiles as datafiles
+import hypernas.data.packaged as datafiles
 import hypernas.data as data
 from hypernas.data import (
     DataConfig,

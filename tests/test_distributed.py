@@ -1,5 +1,5 @@
 """Ranking on Ray: the same rows as in-process `rank_run`, resumable without duplicates, and a lost
-node costs no result; Ray is imported by hypernas.distributed alone, and only when used.
+node costs no result; Ray is imported by hypernas.cluster alone, and only when used.
 
 A tiny mlp/digits run trained 3 steps; Ray clusters of 1-CPU nodes (the test machine is small)."""
 
@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 from hypernas.data import DataConfig
-from hypernas.distributed import (ClusterUnreachableError, DistributedError, ScoringWorker,
-                                  rank_on_ray)
+from hypernas.cluster import ClusterUnreachableError, DistributedError
+from hypernas.ranking.on_ray import ScoringWorker, rank_on_ray
 from hypernas.hypernet.model import HyperNetConfig
 from hypernas.hypernet.trainer import HyperTrainConfig
 from hypernas.runs import Run, append_jsonl, read_jsonl
-from hypernas.workflow import LoadedRun, RunConfig, rank_run, start_run, train_run
+from hypernas.ranking import LoadedRun, RunConfig, rank_run, start_run, train_run
 
 ray = pytest.importorskip("ray")
 
@@ -65,7 +65,8 @@ def _file_ids(loaded: LoadedRun, label: str) -> list[str]:
 
 
 def test_import_hypernas_does_not_import_ray():
-    code = "import hypernas, hypernas.workflow, sys; assert 'ray' not in sys.modules"
+    code = ("import hypernas, hypernas.ranking, hypernas.refine, hypernas.search, sys; "
+            "assert 'ray' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -103,7 +104,7 @@ def test_bad_settings_name_the_fix(loaded, cands, kwargs, words):
 
 
 def test_a_session_needs_a_worker():
-    from hypernas.distributed import ray_session
+    from hypernas.cluster import ray_session
 
     with pytest.raises(DistributedError, match="at least 1"), ray_session(workers=0):
         pass
@@ -190,7 +191,7 @@ def two_nodes(monkeypatch):
     from ray.cluster_utils import Cluster
     from ray.util.placement_group import placement_group
 
-    from hypernas.distributed import _cached_auth_mode
+    from hypernas.cluster import _cached_auth_mode
 
     mode = _cached_auth_mode()  # every node must use the auth mode this process's Ray uses
     if mode is not None:
@@ -222,7 +223,7 @@ def test_losing_a_node_mid_ranking_loses_no_result(loaded, cands, reference, two
             cluster.remove_node(worker)
             remove_placement_group(hold)  # the second actor can start on the head now
 
-    with caplog.at_level(logging.WARNING, logger="hypernas.distributed"):
+    with caplog.at_level(logging.WARNING, logger="hypernas.ranking.on_ray"):
         got = rank_on_ray(loaded, cands, label="node", workers=2, chunk=CHUNK,
                           on_rows=lose_the_worker_node)
     assert "lost with its worker" in caplog.text

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import hypernas as hn
-import hypernas.export as export_module
+import hypernas.export.files as export_module
 from hypernas.export import ExportError, export_model, load
 
 CELL = "|nor_conv_3x3~0|+|avg_pool_3x3~0|skip_connect~1|+|none~0|nor_conv_1x1~1|nor_conv_3x3~2|"

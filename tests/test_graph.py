@@ -12,11 +12,11 @@ import torch
 from hypernas.errors import (ArityError, CycleError, GraphError, GraphFormatError, InputNodeError,
                              NodeAttributeError, OutputNodeError, ShapeError, UnknownOpError,
                              UnreachableNodeError)
-from hypernas.graph import GraphBuilder, infer_shapes, ordered_inputs, validate
-from hypernas.graph_json import (graph_from_dict, graph_from_json, graph_to_json, graphs_equal,
+from hypernas.graphs import GraphBuilder, infer_shapes, ordered_inputs, validate
+from hypernas.graphs.serialize import (graph_from_dict, graph_from_json, graph_to_json, graphs_equal,
                                  load_graph, save_graph)
-from hypernas.network import Network
-from hypernas.ops import list_ops
+from hypernas.graphs.network import Network
+from hypernas.graphs.ops import list_ops
 
 Spec = list[tuple[Any, str, list, dict]]  # (name, op, inputs in slot order, attributes)
 
@@ -473,8 +473,8 @@ def test_builder_rejects_bad_attributes_and_arity():
 
 def test_every_op_has_a_schema_the_validator_accepts():
     # Each registered op's declared attribute defaults must pass its own type checks.
-    from hypernas.graph import resolve_attrs
-    from hypernas.ops import REQUIRED, get_op
+    from hypernas.graphs.graph import resolve_attrs
+    from hypernas.graphs.ops import REQUIRED, get_op
     for name in list_ops():
         attrs = get_op(name).attrs
         given = {k: 1 for k, a in attrs.items() if a.default is REQUIRED}

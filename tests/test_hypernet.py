@@ -31,8 +31,8 @@ from hypernas.hypernet import (CensusError, GraphHyperNetwork, HyperNetConfig, P
 from hypernas.hypernet.features import MAX_DISTANCE, NUM_FEATURES
 from hypernas.hypernet.trainer import (CheckpointError, HyperTrainConfig, HyperTrainer,
                                        load_checkpoint, meta_network, save_checkpoint)
-from hypernas.network import count_params, param_shapes
-from hypernas.space import SearchSpace, load_space
+from hypernas.graphs.network import count_params, param_shapes
+from hypernas.spaces.space import SearchSpace, load_space
 
 SPACES: dict[str, dict[str, Any]] = {  # each space shrunk to a few channels
     "nb201": dict(input_shape=(1, 8, 8), N=1, C=4),

@@ -13,9 +13,9 @@ from torch import nn
 from torch.func import functional_call
 
 from hypernas.errors import GraphError
-from hypernas.graph import GraphBuilder, infer_shapes, resolve_attrs
-from hypernas.network import Network, buffer_shapes, build_network, count_params, param_shapes
-from hypernas.ops import Op, get_op, list_ops
+from hypernas.graphs import GraphBuilder, infer_shapes, resolve_attrs
+from hypernas.graphs.network import Network, buffer_shapes, build_network, count_params, param_shapes
+from hypernas.graphs.ops import Op, get_op, list_ops
 
 B = 4  # batch size
 
@@ -434,15 +434,15 @@ def _macs_by_hooks(graph: nx.DiGraph) -> int:
 
 @pytest.mark.parametrize("space, settings", [("nb201", {"N": 1}), ("macro", {}), ("mlp", {})])
 def test_count_macs_matches_the_shapes_a_forward_pass_produces(space, settings):
-    from hypernas.network import count_macs
-    from hypernas.space import load_space
+    from hypernas.graphs.network import count_macs
+    from hypernas.spaces.space import load_space
 
     for cand in load_space(space, **settings).sample_many(3, seed=1):
         assert count_macs(cand.graph) == _macs_by_hooks(cand.graph) > 0
 
 
 def test_count_macs_of_a_known_conv():
-    from hypernas.network import count_macs
+    from hypernas.graphs.network import count_macs
 
     b = GraphBuilder((3, 8, 8), num_outputs=5)
     c = b.add("conv", b.input, out_channels=4, kernel_size=3)   # 'same' padding: 8x8 out

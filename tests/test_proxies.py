@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import hypernas as hn
-from hypernas import proxies
+from hypernas.ranking import proxies
 from hypernas.data import DataError, Split
-from hypernas.graph import GraphBuilder
-from hypernas.proxies import (
+from hypernas.graphs import GraphBuilder
+from hypernas.ranking.proxies import (
     UnknownScorerError,
     list_proxies,
     proxy_batch,

@@ -81,7 +81,7 @@ def test_budget_stops_new_trials_but_each_call_makes_progress(runs, capsys):
 
 def test_keep_going_is_asked_before_each_further_trial(runs):
     from hypernas.refine import RefineConfig, refine_run
-    from hypernas.workflow import load_run
+    from hypernas.ranking import load_run
 
     loaded = load_run(Run("t", root=runs))
     cfg = RefineConfig(top=3, trials=5, max_epochs=1, seed=0)
@@ -98,7 +98,7 @@ def test_keep_going_is_asked_before_each_further_trial(runs):
 
 
 def test_the_finalists_time_is_planned_from_the_best_screens_own_paces():
-    from hypernas.timing import finalist_minutes, minutes
+    from hypernas.search.timing import finalist_minutes, minutes
 
     small, large = (1e-3, 2.0), (4e-3, 8.0)
     one_small, one_large = minutes(small, 5, 10_000), minutes(large, 5, 10_000)
@@ -132,8 +132,8 @@ def test_a_larger_top_continues_the_same_study(runs, capsys):
 
 def test_fit_candidate_records_a_longer_training_in_the_study(runs, capsys):
     from hypernas.refine import StudyError, fit_candidate
-    from hypernas.train import TrainConfig
-    from hypernas.workflow import load_run
+    from hypernas.refine.train import TrainConfig
+    from hypernas.ranking import load_run
 
     assert main(["refine", "t", "--top", "1", "--trials", "1", "--max-epochs", "1"]) == 0
     loaded = load_run(Run("t", root=runs))
@@ -325,7 +325,7 @@ def test_trials_on_ray_workers_fill_the_same_study(runs, capsys):
     assert hn.load(runs / "x") is not None
     # keep_going stops the Ray loop like the deadline does: the call's first trial still runs
     from hypernas.refine import RefineConfig, refine_run
-    from hypernas.workflow import load_run
+    from hypernas.ranking import load_run
 
     cfg = RefineConfig(top=2, trials=8, max_epochs=1, seed=0)
     study = refine_run(load_run(run), cfg, workers=2, keep_going=lambda study: False)
@@ -348,7 +348,7 @@ def test_the_study_never_prunes_on_the_first_epoch(runs):
 
 
 def test_the_median_rule():
-    from hypernas.refine_ray import _median_rule
+    from hypernas.refine.on_ray import _median_rule
 
     table = {1: [0.5, 0.6, 0.7], 2: [0.6, 0.7, 0.8]}
     assert not _median_rule(table, 1, 0.1)          # never after the first epoch
@@ -357,9 +357,9 @@ def test_the_median_rule():
 
 
 def test_the_finalists_are_the_best_screens_and_the_best_fit_wins(runs):
-    from hypernas.pipeline import FITTED, SearchConfig, _fit_finalists
+    from hypernas.search.pipeline import FITTED, SearchConfig, _fit_finalists
     from hypernas.refine import fit_candidate
-    from hypernas.workflow import load_run
+    from hypernas.ranking import load_run
 
     assert main(["refine", "t", "--top", "3", "--trials", "3", "--max-epochs", "1",
                  "--mutations", "0"]) == 0
@@ -389,8 +389,8 @@ def test_the_finalists_are_the_best_screens_and_the_best_fit_wins(runs):
 
 
 def test_the_budget_leaves_out_finalists_but_never_the_first(runs):
-    from hypernas.pipeline import SearchConfig, _fit_finalists
-    from hypernas.workflow import load_run
+    from hypernas.search.pipeline import SearchConfig, _fit_finalists
+    from hypernas.ranking import load_run
 
     assert main(["refine", "t", "--top", "2", "--trials", "2", "--max-epochs", "1",
                  "--mutations", "0"]) == 0
@@ -402,7 +402,7 @@ def test_the_budget_leaves_out_finalists_but_never_the_first(runs):
 
 
 def test_the_search_screens_as_far_down_the_ranking_as_the_budget_goes_unless_told():
-    from hypernas.pipeline import SearchConfig
+    from hypernas.search.pipeline import SearchConfig
 
     assert SearchConfig(candidates=50).screen_config().top == 50
     assert SearchConfig(candidates=50).screen_config().trials == 50
@@ -415,16 +415,17 @@ def test_the_search_screens_as_far_down_the_ranking_as_the_budget_goes_unless_to
 def test_finalists_on_workers_are_planned_in_waves(runs, monkeypatch):
     # two finalists that each take m minutes: one after another they need 2m, on two workers m;
     # a budget with 1.5m left trains one in this process and both on two workers
-    import hypernas.refine_ray as refine_ray
-    from hypernas.pipeline import EXPORT_RESERVE_MIN, SearchConfig, _fit_finalists, _screen_order
-    from hypernas.timing import minutes, pace_of
+    import hypernas.refine.on_ray as refine_ray
+    from hypernas.search.pipeline import (EXPORT_RESERVE_MIN, SearchConfig, _fit_finalists,
+                                          screen_order)
+    from hypernas.search.timing import minutes, pace_of
     from hypernas.refine import fit_candidate
-    from hypernas.workflow import load_run
+    from hypernas.ranking import load_run
 
     assert main(["refine", "t", "--top", "2", "--trials", "2", "--max-epochs", "1",
                  "--mutations", "0", "--random-init"]) == 0
     loaded = load_run(Run("t", root=runs))
-    screens = _screen_order(open_study(loaded.run, create=False))
+    screens = screen_order(open_study(loaded.run, create=False))
     images = len(loaded.data.train)
     m = max(minutes(pace_of(t), 1, images) for t in screens)
     budget = 10.0 + EXPORT_RESERVE_MIN + 1.5 * m
@@ -463,13 +464,13 @@ def test_finalists_on_workers_are_planned_in_waves(runs, monkeypatch):
 
 def test_the_finalists_train_at_once_on_ray_workers(runs, capsys):
     pytest.importorskip("ray")
-    from hypernas.pipeline import SearchConfig, _fit_finalists, _screen_order
-    from hypernas.workflow import load_run
+    from hypernas.search.pipeline import SearchConfig, _fit_finalists, screen_order
+    from hypernas.ranking import load_run
 
     assert main(["refine", "t", "--top", "3", "--trials", "3", "--max-epochs", "1",
                  "--mutations", "0", "--random-init"]) == 0
     loaded = load_run(Run("t", root=runs))
-    screens = _screen_order(open_study(loaded.run, create=False))
+    screens = screen_order(open_study(loaded.run, create=False))
     cfg = SearchConfig(budget_minutes=1e6, finalists=2, fit_epochs=2, fit_train_size=None,
                        workers=2)
     events = []
@@ -509,7 +510,7 @@ def test_a_search_on_ray_workers_starts_ray_once(tmp_path, monkeypatch, capsys):
 def test_the_screening_pace_separates_training_from_validation():
     # a finalist trains on twice the images of a screen but validates on the same split: its
     # time is estimated from both parts, not as a multiple of a screen
-    from hypernas.timing import pace
+    from hypernas.search.timing import pace
 
     study = optuna.create_study()
     assert pace(study) is None

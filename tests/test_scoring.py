@@ -13,8 +13,8 @@ from hypernas.data import load_dataset
 from hypernas.errors import HypernasError
 from hypernas.hypernet import GraphHyperNetwork, HyperNetConfig
 from hypernas.hypernet.trainer import meta_network, predicted_logits
-from hypernas.scoring import ScoreConfig, eval_slices, score_hypernet
-from hypernas.space import load_space
+from hypernas.ranking.scoring import ScoreConfig, eval_slices, score_hypernet
+from hypernas.spaces.space import load_space
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ CONFIGS = {
 USER_SPACE = textwrap.dedent('''
     from dataclasses import dataclass
 
-    from hypernas.space import SearchSpace, SpaceConfig
+    from hypernas.spaces.space import SearchSpace, SpaceConfig
 
 
     @dataclass(frozen=True)

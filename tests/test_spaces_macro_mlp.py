@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import hypernas as hn
-from hypernas.network import count_params
+from hypernas.graphs.network import count_params
 
 # Tiny configurations that still exercise every kind of choice, small enough to enumerate.
 TINY = {

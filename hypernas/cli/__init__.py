@@ -19,6 +19,8 @@ from .spaces import cmd_datasets, cmd_sample, cmd_show_arch, cmd_spaces
 
 __all__ = ["main", "build_parser"]
 
+OPTUNA_COMMANDS = ("refine", "export", "search", "show")  # the commands that open a run's study
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``hypernas`` command."""
@@ -204,6 +206,22 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _process_settings(args: argparse.Namespace) -> None:
+    """Process-wide settings that the library leaves to the application.
+
+    Optuna logs every trial at INFO, which would interleave with this command's own output; Ray
+    reads ``RAY_AUTH_MODE`` once, when imported, and warns when it has to pick a mode itself.
+    """
+    if args.command in OPTUNA_COMMANDS:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if getattr(args, "workers", None):
+        from ..cluster import default_auth_mode
+
+        default_auth_mode()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``hypernas`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -217,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                         f"(one per core) or more, got {threads}", markup=False)
             return EXIT_USAGE
         torch.set_num_threads(threads or _usable_cores())
+    _process_settings(args)
     try:
         return func(args)
     except HypernasError as err:  # data errors included

@@ -43,11 +43,11 @@ def _parse_setting(text: str) -> tuple[str, Any]:
 
 
 def _space_from_args(args: argparse.Namespace):
-    from ..space import load_space
+    from ..spaces.space import load_space
 
     overrides = dict(_parse_setting(s) for s in args.set or [])
     if getattr(args, "data", None):
-        from ..data import list_datasets
+        from ..data.registry import list_datasets
 
         info = {d.name: d for d in list_datasets()}
         if args.data not in info:

@@ -20,11 +20,11 @@ __all__ = ["cmd_rank", "cmd_train"]
 def cmd_train(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..data import DataConfig
+    from ..data.dataset import DataConfig
     from ..hypernet.model import HyperNetConfig
     from ..hypernet.trainer import HyperTrainConfig
-    from ..runs import Run
-    from ..workflow import RunConfig, start_run, train_run
+    from ..ranking.run import RunConfig, start_run, train_run
+    from ..runs.store import Run
 
     if args.budget is not None and args.steps is not None:
         raise HypernasError("give --budget MINUTES or --steps N, not both")
@@ -66,10 +66,16 @@ def _rank_live(console: Console, title: str, total: int, top: int = 10):
     """A live display (progress, rate, ETA and the current top-k) fed with ranking rows."""
     from rich.console import Group
     from rich.live import Live
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    from ..console import ranking_table
+    from .console import ranking_table
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[rate]} cand/s"), TimeElapsedColumn(),
@@ -103,9 +109,11 @@ def _rank_live(console: Console, title: str, total: int, top: int = 10):
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
-    from ..console import ranking_table
-    from ..runs import Run
-    from ..workflow import load_run, rank_run, ranking_rows, read_archs
+    from ..ranking.rank import rank_run, read_archs
+    from ..ranking.run import load_run
+    from ..runs.rankings import ranking_rows
+    from ..runs.store import Run
+    from .console import ranking_table
 
     loaded = load_run(Run(args.run))
     err = _console(stderr=True)
@@ -133,7 +141,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
     session: Any = contextlib.nullcontext()
     rank: Callable[..., dict[str, dict[str, Any]]] = rank_run
     if args.workers:
-        from ..distributed import rank_on_ray, ray_session
+        from ..cluster import ray_session
+        from ..ranking.on_ray import rank_on_ray
 
         session = ray_session(args.address, args.workers)  # one Ray start for every scorer
         rank = functools.partial(rank_on_ray, workers=args.workers, address=args.address)

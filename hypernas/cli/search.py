@@ -11,9 +11,10 @@ __all__ = ["cmd_export", "cmd_refine", "cmd_search"]
 
 
 def cmd_refine(args: argparse.Namespace) -> int:
-    from ..refine import RefineConfig, refine_run
-    from ..runs import Run
-    from ..workflow import load_run
+    from ..ranking.run import load_run
+    from ..refine.optimize import refine_run
+    from ..refine.plan import RefineConfig
+    from ..runs.store import Run
 
     cfg = RefineConfig(top=args.top, trials=args.trials, max_epochs=args.max_epochs,
                        mutations=args.mutations, warm_start=not args.random_init,
@@ -36,8 +37,8 @@ def cmd_refine(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..export import export_run
-    from ..runs import Run
+    from ..export.from_run import export_run
+    from ..runs.store import Run
 
     formats = [f for f in args.format.split(",") if f]
     card = export_run(Run(args.run), args.out, arch=args.arch, formats=formats, force=args.force)
@@ -48,9 +49,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from ..console import ranking_table
-    from ..pipeline import SearchConfig, run_search
-    from ..refine import refined_rows
+    from ..refine.study import refined_rows
+    from ..search.config import SearchConfig
+    from ..search.pipeline import run_search
+    from .console import ranking_table
 
     formats = tuple(f for f in args.format.split(",") if f)
     cfg = SearchConfig(space=args.space, data=args.data,

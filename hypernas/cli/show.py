@@ -12,12 +12,12 @@ __all__ = ["cmd_runs", "cmd_show"]
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from ..console import arch_tree, ranking_table, scores_table
-    from ..network import count_macs, count_params
-    from ..refine import refined_rows
-    from ..report import (default_label, find_candidate, ranked_rows, run_space, scores_of,
-                         select_rows)
-    from ..runs import Run
+    from ..graphs.network import count_macs, count_params
+    from ..refine.study import refined_rows
+    from ..runs.rankings import default_label, find_candidate, ranked_rows, scores_of, select_rows
+    from ..runs.store import Run
+    from ..runs.summary import run_space
+    from .console import arch_tree, ranking_table, scores_table
 
     run = Run(args.run)
     if args.arch:
@@ -52,8 +52,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from ..console import runs_table
-    from ..report import list_runs
+    from ..runs.summary import list_runs
+    from .console import runs_table
 
     summaries = list_runs(args.root)
     if args.json:

@@ -13,15 +13,15 @@ __all__ = ["cmd_datasets", "cmd_sample", "cmd_show_arch", "cmd_spaces"]
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
-    from ..console import spaces_table
-    from ..space import list_spaces, load_space
+    from ..spaces.space import list_spaces, load_space
+    from .console import spaces_table
 
     _console().print(spaces_table(load_space(name) for name in list_spaces()))
     return 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from ..console import candidates_table
+    from .console import candidates_table
 
     if args.n < 1:
         raise HypernasError(f"--n must be at least 1, got {args.n}")
@@ -37,8 +37,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_show_arch(args: argparse.Namespace) -> int:
-    from ..console import arch_tree
-    from ..graph_json import graph_to_json
+    from ..graphs.serialize import graph_to_json
+    from .console import arch_tree
 
     space = _space_from_args(args)
     cand = space.replay(args.encoding)
@@ -57,7 +57,7 @@ def cmd_show_arch(args: argparse.Namespace) -> int:
 def cmd_datasets(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from ..data import list_datasets
+    from ..data.registry import list_datasets
 
     table = Table(title="datasets")
     for col in ("dataset", "input shape", "classes", "available", "description / how to get it"):

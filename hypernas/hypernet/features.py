@@ -26,9 +26,9 @@ import networkx as nx
 import torch
 from torch import Tensor
 
-from ..graph import fingerprint, node_attrs, ordered_inputs, topological_order, validate
-from ..network import PREFIX
-from ..ops import get_op, list_ops
+from ..graphs.graph import fingerprint, node_attrs, ordered_inputs, topological_order, validate
+from ..graphs.network import PREFIX
+from ..graphs.ops import get_op, list_ops
 
 __all__ = ["PackedGraphs", "pack_graphs", "NUM_FEATURES", "MAX_DISTANCE", "OP_INDEX"]
 

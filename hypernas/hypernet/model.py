@@ -26,9 +26,9 @@ import networkx as nx
 from torch import Tensor, nn
 
 from ..errors import HypernasError
-from ..network import param_shapes
-from ..space import SearchSpace
-from ..trials import PathTrial
+from ..graphs.network import param_shapes
+from ..spaces.space import SearchSpace
+from ..spaces.trials import PathTrial
 from .backbones import BACKBONES
 from .decoder import WeightDecoder, param_kind, slot_key
 from .features import NUM_FEATURES, OP_INDEX, PackedGraphs, pack_graphs

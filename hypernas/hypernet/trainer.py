@@ -17,6 +17,7 @@ import json
 import math
 import os
 import random
+import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -30,15 +31,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from ..data import Split
+from ..data.dataset import Split
 from ..errors import HypernasError
-from ..graph import fingerprint
-from ..network import Network, count_params
-from ..space import Candidate, SearchSpace
+from ..graphs.graph import fingerprint
+from ..graphs.network import Network, count_params
+from ..spaces.space import Candidate, SearchSpace
 from .model import GraphHyperNetwork, HyperNetConfig
 
 __all__ = ["HyperTrainConfig", "HyperTrainer", "CheckpointError", "save_checkpoint",
-           "load_checkpoint", "meta_network"]
+           "load_checkpoint", "checkpoint_from_bytes", "meta_network", "predicted_logits"]
 
 
 class CheckpointError(HypernasError, ValueError):
@@ -145,6 +146,16 @@ def load_checkpoint(path: Path, config: HyperNetConfig | None = None
     opt_state = {k[4:]: v for k, v in tensors.items() if k.startswith("opt.")}
     return hnet, opt_state, meta
 
+
+
+def checkpoint_from_bytes(data: bytes, config: HyperNetConfig | None = None) -> GraphHyperNetwork:
+    """The hypernetwork of a checkpoint file's bytes (as shipped to Ray workers once), checked
+    against ``config`` like any checkpoint (:func:`load_checkpoint`)."""
+    with tempfile.TemporaryDirectory(prefix="hypernas-") as tmp:
+        path = Path(tmp) / "last.safetensors"
+        path.write_bytes(data)
+        hnet, _, _ = load_checkpoint(path, config)
+    return hnet
 
 def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, Tensor]) -> None:
     state: dict[int, dict[str, Tensor]] = {}

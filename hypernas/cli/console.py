@@ -1,0 +1,190 @@
+"""Rich renderables for the terminal: tables of spaces and candidates, architecture trees.
+
+These functions build ``rich`` objects and never print; the CLI decides where they go.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Hashable, Iterable
+
+import networkx as nx
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from ..graphs.graph import node_attrs, ordered_inputs, topological_order, validate
+from ..graphs.network import param_shapes
+from ..spaces.space import Candidate, SearchSpace
+
+__all__ = ["spaces_table", "candidates_table", "arch_tree", "ranking_table", "runs_table",
+           "scores_table", "format_count", "format_bytes", "format_score"]
+
+
+def format_score(score: float, spread: float = 0.0) -> str:
+    """``-0.3121 ± 0.0042``; large proxy values in 4 significant digits."""
+    if abs(score) >= 1000:
+        return f"{score:.4g} ± {spread:.2g}"
+    return f"{score:.4f} ± {spread:.4f}"
+
+
+def format_count(n: int | None) -> str:
+    """``15,625``; ``3.1e+12`` for huge numbers; ``?`` when unknown."""
+    if n is None:
+        return "?"
+    return f"{n:,}" if n < 10**9 else f"{n:.2e}"
+
+
+def spaces_table(spaces: Iterable[SearchSpace]) -> Table:
+    """One row per space: name, size, number of choices, description."""
+    table = Table(title="search spaces")
+    for col in ("space", "candidates", "choices", "description"):
+        table.add_column(col, justify="right" if col in ("candidates", "choices") else "left")
+    for space in spaces:
+        table.add_row(space.name, format_count(space.size()), str(len(space.choices())),
+                      space.description)
+    return table
+
+
+def candidates_table(cands: Iterable[Candidate], title: str = "") -> Table:
+    """One row per candidate: index, canonical id, params, layers, encoding."""
+    table = Table(title=title or None)
+    for col, just in (("#", "right"), ("id", "left"), ("params", "right"),
+                      ("layers", "right"), ("encoding", "left")):
+        table.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
+    for i, cand in enumerate(cands):
+        shapes = param_shapes(cand.graph)
+        layers = len({name.rsplit(".", 1)[0] for name in shapes})
+        table.add_row(str(i), cand.id, format_count(sum(math.prod(s) for s in shapes.values())),
+                      str(layers), cand.encoding)
+    return table
+
+
+def _group(node: Hashable) -> str:
+    return str(node).split("_", 1)[0]
+
+
+def _subgroup(node: Hashable) -> str | None:
+    """``s2_b1`` for ``s2_b1_dw``; None for names of fewer than three parts."""
+    parts = str(node).split("_")
+    return "_".join(parts[:2]) if len(parts) >= 3 else None
+
+
+def _node_line(graph: nx.DiGraph, node: Hashable, shape: tuple[int, ...], params: int,
+               previous: Hashable | None) -> Text:
+    data = graph.nodes[node]
+    attrs = node_attrs(graph, node)
+    shown = ", ".join(f"{k}={v}" for k, v in attrs.items() if k in data)
+    line = Text()
+    line.append(str(node), style="bold")
+    line.append(f"  {data['op']}", style="cyan")
+    if shown:
+        line.append(f"({shown})", style="cyan")
+    ins = ordered_inputs(graph, node)
+    if ins and ins != [previous]:  # show wiring only where it is not "the line above"
+        line.append(f"  <- {', '.join(map(str, ins))}", style="yellow")
+    line.append(f"  {'x'.join(map(str, shape))}")
+    if params:
+        line.append(f"  {params:,} params", style="green")
+    return line
+
+
+def arch_tree(cand: Candidate, extra: dict[str, Any] | None = None) -> Tree:
+    """The architecture as a tree: groups of nodes (by name prefix) in execution order, each
+    node with its op, inputs, output shape and parameter count."""
+    graph, shapes = cand.graph, validate(cand.graph)
+    counts: dict[str, int] = {}
+    for name, shape in param_shapes(graph).items():
+        node = name.split(".")[1]
+        counts[node] = counts.get(node, 0) + math.prod(shape)
+    total = sum(counts.values())
+    head = Text(f"{cand.space} candidate {cand.id}  ", style="bold")
+    head.append(f"{total:,} params, {len(graph)} nodes", style="green")
+    for key, value in (extra or {}).items():
+        head.append(f"  {key}={value}")
+    root = Tree(head)
+    root.add(Text(f"encoding: {cand.encoding}", style="dim"))
+    groups: dict[str, Tree] = {}
+    group_params: dict[str, int] = {}
+    order = topological_order(graph)
+    for node in order:
+        group_params[_group(node)] = group_params.get(_group(node), 0) + counts.get(str(node), 0)
+    previous: Hashable | None = None
+    last_parent: Tree | None = None
+    subgroups: dict[tuple[str, str], Tree] = {}
+    for node in order:
+        g, label = _group(node), graph.nodes[node].get("label")
+        if g not in groups:
+            text = Text(g, style="bold magenta")
+            if group_params[g]:
+                text.append(f"  {group_params[g]:,} params", style="green")
+            groups[g] = root.add(text)
+        parent = groups[g]
+        sub = _subgroup(node)
+        if sub:  # nodes of one block / edge share a name prefix; a label titles the block
+            if (g, sub) not in subgroups:
+                subgroups[g, sub] = parent.add(Text(label or sub, style="magenta"))
+            elif label:
+                subgroups[g, sub].label = Text(label, style="magenta")
+            parent = subgroups[g, sub]
+        if parent is not last_parent:  # a new (sub)group: always show where its input comes from
+            previous, last_parent = None, parent
+        parent.add(_node_line(graph, node, shapes[node], counts.get(str(node), 0), previous))
+        previous = node
+    return root
+
+
+def ranking_table(rows: list[dict[str, Any]], extra: dict[str, dict[str, float]] | None = None,
+                  title: str = "") -> Table:
+    """Ranked candidates: rank, id, score +- spread, params, MACs, other scorers, encoding.
+    A row's ``rank`` is shown where it has one, else its position."""
+    extra = extra or {}
+    table = Table(title=title or None)
+    table.add_column("rank", justify="right")
+    if rows and "line" in rows[0]:
+        table.add_column("line", justify="right")
+    for col in ("id", "score ± spread", "params", "MACs", *extra):
+        table.add_column(col, justify="left" if col == "id" else "right", no_wrap=True)
+    table.add_column("encoding", overflow="fold", ratio=1)
+    for i, row in enumerate(rows, start=1):
+        cells = [str(row.get("rank", i))] + ([str(row["line"])] if "line" in row else [])
+        cells += [row["id"], format_score(row["score"], row.get("spread", 0.0)),
+                  format_count(row.get("params")), format_count(row.get("macs"))]
+        cells += [f"{extra[p][row['id']]:.4g}" if row["id"] in extra[p] else "-" for p in extra]
+        table.add_row(*cells, row["encoding"])
+    return table
+
+
+def format_bytes(n: int) -> str:
+    """``1.2 MB`` style sizes."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def runs_table(summaries: Iterable[dict[str, Any]]) -> Table:
+    """One row per run: name, space, data, hypernet, stage, size, candidates ranked, best."""
+    table = Table(title="runs")
+    for col in ("run", "space", "data", "hypernet", "stage", "size", "ranked", "best (score ± spread)"):
+        table.add_column(col, justify="right" if col in ("size", "ranked") else "left")
+    for s in summaries:
+        best = s.get("best")
+        shown = (f"{best['id']} {format_score(best['score'], best['spread'])} ({best['label']})"
+                 if best else "-")
+        stage = s["stage"] + (f", step {s['step']}" if s.get("step") is not None else "")
+        table.add_row(s["run"], str(s.get("space") or "?"), str(s.get("data") or "?"),
+                      str(s.get("backbone") or "?"), stage, format_bytes(s.get("size_bytes", 0)),
+                      format_count(s.get("ranked", 0)), shown)
+    return table
+
+
+def scores_table(scores: dict[str, dict[str, Any]]) -> Table:
+    """One candidate's score under every ranking of its run."""
+    table = Table(title="scores")
+    for col in ("ranking", "score ± spread", "rank"):
+        table.add_column(col, justify="left" if col == "ranking" else "right")
+    for label, s in scores.items():
+        table.add_row(label, format_score(s["score"], s["spread"]), f"{s['rank']} of {s['of']}")
+    return table

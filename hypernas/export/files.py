@@ -1,0 +1,228 @@
+"""One trained network written as plain files, and loaded back without pickles.
+
+    DIR/
+        model.safetensors   parameters and buffers (names as ``Network(graph).state_dict()``)
+        graph.json          the architecture as node-link JSON (validated again on load)
+        model_card.json     space, encoding, id, scores, recipe, accuracy, and each file's SHA-256
+        README.md           the same card, for people
+        model.onnx          (format "onnx") checked against onnxruntime on real inputs
+        model.pt2           (format "pt2") a ``torch.export`` program with a dynamic batch size
+
+:func:`load` rebuilds the ``nn.Module`` from ``graph.json`` + ``model.safetensors`` alone (no code
+from the files runs) after checking every file against the checksums in ``model_card.json``.
+A directory is written next to its destination and moved into place whole, so an export that
+fails its checks leaves nothing behind.
+
+Example:
+    >>> import tempfile, torch, hypernas as hn
+    >>> cand = hn.load_space("mlp", widths=(8,), max_depth=1).sample(0)
+    >>> net = hn.Network(cand.graph).eval()
+    >>> out = tempfile.mkdtemp() + "/model"
+    >>> card = export_model(net, out, {"encoding": cand.encoding})
+    >>> x = torch.randn(2, *cand.graph.graph["input_shape"])
+    >>> torch.equal(load(out)(x), net(x))
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from ..errors import HypernasError
+from ..graphs.network import Network, count_params
+from ..graphs.serialize import graph_from_json, graph_to_json
+
+__all__ = ["FORMATS", "ONNX_ATOL", "ExportError", "export_model", "accuracy_se", "load"]
+
+FORMATS = ("safetensors", "onnx", "pt2")
+ONNX_ATOL = 1e-4  # onnxruntime vs PyTorch, max absolute difference of logits (float32)
+CARD, GRAPH, WEIGHTS = "model_card.json", "graph.json", "model.safetensors"
+
+
+class ExportError(HypernasError, ValueError):
+    """An export cannot be written as asked, or an exported directory does not check out."""
+
+
+def export_model(net: Network, out: str | Path, card: dict[str, Any],
+                 formats: Sequence[str] = ("safetensors",), example: Tensor | None = None,
+                 force: bool = False) -> dict[str, Any]:
+    """Write ``net`` (weights in place) to the directory ``out`` in ``formats``.
+
+    Args:
+        net: the trained network.
+        out: a directory that must not exist yet (or ``force``).
+        card: what the model card says besides what is computed here (space, encoding, id,
+            scores, training recipe, measured accuracy ...).
+        formats: any of :data:`FORMATS`; safetensors + graph JSON are always written.
+        example: real inputs ``(B, *input_shape)``, B >= 2, to check ONNX and pt2 against
+            PyTorch (random inputs when None).
+        force: replace an existing ``out``.
+
+    Returns:
+        the model card as written (with ``files``: name -> SHA-256).
+    """
+    out = Path(out)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ExportError(f"unknown export format(s) {unknown}; choose from {', '.join(FORMATS)}")
+    if out.exists() and not force:
+        raise ExportError(f"{out} already exists; choose another --out or pass --force to "
+                          "replace it")
+    net = net.eval()
+    x = example if example is not None else _random_input(net)
+    if x.shape[0] < 2:
+        raise ExportError("the example batch needs at least 2 inputs to export a dynamic batch")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        files = _write_all(net, work, formats, x)
+        card = {**card, "params": count_params(net.graph),
+                "input_shape": list(net.graph.graph["input_shape"]),
+                "num_outputs": net.graph.graph["num_outputs"], "formats": sorted(
+                    {"safetensors", *formats}), "onnx_atol": ONNX_ATOL if "onnx" in formats
+                else None, "files": files}
+        (work / CARD).write_text(json.dumps(card, indent=1, sort_keys=True))
+        (work / "README.md").write_text(_readme(card))
+        work.chmod(0o755)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(work, out)
+    finally:
+        if work.exists():
+            shutil.rmtree(work)
+    return card
+
+
+def accuracy_se(acc: float, images: int) -> float:
+    """Binomial standard error of an accuracy measured on ``images`` independent images.
+
+    >>> round(accuracy_se(0.88, 5_000), 4)
+    0.0046
+    """
+    return math.sqrt(acc * (1 - acc) / images) if images > 0 else float("nan")
+
+
+def _random_input(net: Network) -> Tensor:
+    return torch.randn(4, *net.graph.graph["input_shape"], generator=torch.Generator().manual_seed(0))
+
+
+def _write_all(net: Network, work: Path, formats: Sequence[str], x: Tensor) -> dict[str, str]:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    save_file(state, str(work / WEIGHTS))
+    (work / GRAPH).write_text(graph_to_json(net.graph))
+    with torch.no_grad():
+        want = net(x)
+    if "onnx" in formats:
+        _export_onnx(net, work / "model.onnx", x, want)
+    if "pt2" in formats:
+        _export_pt2(net, work / "model.pt2", x, want)
+    return {p.name: _sha256(p) for p in sorted(work.iterdir())}
+
+
+def _batch_dim() -> dict[str, Any]:
+    return {"x": {0: torch.export.Dim("batch", min=1, max=65536)}}
+
+
+def _export_onnx(net: Network, path: Path, x: Tensor, want: Tensor) -> None:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ExportError("ONNX export needs onnx, onnxscript and onnxruntime: pip install "
+                          "'hypernas[export]' (or leave onnx out of --format)") from None
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the exporter logs every torchvision op it skips
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.onnx.export(net, (x,), str(path), dynamo=True, dynamic_shapes=_batch_dim(),
+                              input_names=["x"], output_names=["logits"], external_data=False,
+                              verbose=False)
+    finally:
+        quiet.setLevel(level)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch in (x, x[:1]):  # the example batch, and another batch size
+        got = torch.from_numpy(session.run(None, {"x": batch.numpy()})[0])
+        ref = want[:len(batch)]
+        diff = float((got - ref).abs().max())
+        if got.shape != ref.shape or diff > ONNX_ATOL:
+            raise ExportError(f"the ONNX model does not match PyTorch (max |diff| {diff:.2e} > "
+                              f"{ONNX_ATOL:g} at batch {len(batch)}); not written. Export without "
+                              "onnx, or report this architecture")
+
+
+def _export_pt2(net: Network, path: Path, x: Tensor, want: Tensor) -> None:
+    program = torch.export.export(net, (x,), dynamic_shapes=_batch_dim())
+    torch.export.save(program, str(path))
+    got = torch.export.load(str(path)).module()(x[:1])
+    if not torch.allclose(got, want[:1], atol=1e-5):
+        raise ExportError("the torch.export program does not match the model; not written")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _readme(card: dict[str, Any]) -> str:
+    lines = [f"# {card.get('space', 'hypernas')} candidate {card.get('id', '')}", ""]
+    for key in ("space", "encoding", "id", "params", "input_shape", "num_outputs", "accuracy",
+                "scores", "recipe", "run", "formats", "onnx_atol"):
+        if card.get(key) is not None:
+            lines.append(f"- **{key}**: `{json.dumps(card[key])}`")
+    for split in ("val", "test"):
+        if card.get(f"{split}_acc") is not None and card.get(f"{split}_images"):
+            lines.append(f"- **{split} accuracy**: {card[f'{split}_acc']:.4f} ± "
+                         f"{card[f'{split}_acc_se']:.4f} (one standard error, "
+                         f"{card[f'{split}_images']:,} images)")
+    lines += ["", "Load it with `hypernas.load(DIR)` (safetensors + graph JSON, no pickles);",
+              "`model.onnx` runs in onnxruntime, `model.pt2` with `torch.export.load`.", ""]
+    return "\n".join(lines)
+
+
+def load(path: str | Path) -> Network:
+    """The exported network, in eval mode, rebuilt from ``graph.json`` and
+    ``model.safetensors`` after checking both against ``model_card.json``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    try:
+        card = json.loads((path / CARD).read_text())
+        files = dict(card["files"])
+    except FileNotFoundError:
+        raise ExportError(f"{path} is not a hypernas export ({CARD} is missing)") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise ExportError(f"{path / CARD} is corrupt; export the model again") from None
+    for name in (GRAPH, WEIGHTS):
+        if name not in files or not (path / name).exists():
+            raise ExportError(f"{path} lacks {name}; export the model again")
+        if _sha256(path / name) != files[name]:
+            raise ExportError(f"{path / name} does not match the checksum in {CARD}: the file was "
+                              "changed or damaged; export the model again")
+    graph = graph_from_json((path / GRAPH).read_text())
+    net = Network(graph)
+    try:
+        state = load_file(str(path / WEIGHTS))
+        net.load_state_dict(state, strict=True)
+    except (SafetensorError, RuntimeError) as err:
+        raise ExportError(f"{path / WEIGHTS} does not fit {GRAPH} ({str(err).splitlines()[0]}); "
+                          "export the model again") from None
+    return net.eval()

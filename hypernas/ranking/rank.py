@@ -1,0 +1,116 @@
+"""Ranking a run's candidates: score each with the run's hypernetwork or a proxy, append the rows.
+
+:func:`rank_run` scores, in this process, the candidates whose canonical id has no row yet in
+the ranking (``runs/NAME/rankings/LABEL.jsonl``) and appends their rows as they are computed, so
+a killed ranking resumes where it stopped; :func:`hypernas.ranking.on_ray.rank_on_ray` writes the
+same rows from Ray workers. :func:`read_archs` reads an architecture file to rank.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ..data.dataset import Dataset
+from ..errors import HypernasError
+from ..hypernet.model import GraphHyperNetwork
+from ..hypernet.trainer import load_checkpoint
+from ..runs.rankings import ranking_rows
+from ..runs.store import append_jsonl
+from ..spaces.space import Candidate, SearchSpace
+from .proxies import list_proxies
+from .run import LoadedRun, RunConfig
+from .scoring import eval_slices, score_hypernet, score_proxies
+
+__all__ = ["ArchLine", "read_archs", "missing_candidates", "make_scorer", "rank_run"]
+
+
+@dataclass(frozen=True)
+class ArchLine:
+    """One line of an architecture file: its number, text, and candidate or error."""
+
+    line: int
+    text: str
+    candidate: Candidate | None
+    error: str | None
+
+
+def read_archs(space: SearchSpace, path: Path) -> list[ArchLine]:
+    """Parse one encoding per line (blank lines and ``#`` comments skipped); bad lines are
+    returned with their error, not raised."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as err:
+        raise HypernasError(f"cannot read architecture file {path}: {err.strerror}") from None
+    out = []
+    for i, text in enumerate(lines, start=1):
+        text = text.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            out.append(ArchLine(i, text, space.replay(text), None))
+        except HypernasError as err:
+            out.append(ArchLine(i, text, None, str(err)))
+    return out
+
+
+def missing_candidates(cands: Sequence[Candidate], have: dict[str, Any]) -> list[Candidate]:
+    """Candidates whose canonical id is neither in ``have`` nor repeated earlier in ``cands``."""
+    todo, seen = [], set(have)
+    for cand in cands:
+        if cand.id not in seen:
+            seen.add(cand.id)
+            todo.append(cand)
+    return todo
+
+
+def make_scorer(scorer: str, cfg: RunConfig, data: Dataset,
+                hnet: GraphHyperNetwork | None = None, device: str | torch.device = "cpu",
+                chunk: int = 16) -> Callable[[Sequence[Candidate]], list[dict[str, Any]]]:
+    """A function from candidates to ranking rows (``score``, ``spread``, params, MACs ...) for
+    ``scorer``: ``hypernet`` (give ``hnet``) or a proxy, on the run's fixed evaluation images."""
+    if scorer == "hypernet":
+        if hnet is None:
+            raise HypernasError("the hypernet scorer needs a trained hypernetwork")
+        hnet = hnet.to(device)
+        slices = [[(x.to(device), y.to(device)) for x, y in part]
+                  for part in eval_slices(data.val, cfg.score, hnet.config.samples)]
+
+        def score(part: Sequence[Candidate]) -> list[dict[str, Any]]:
+            return score_hypernet(hnet, part, slices, chunk)
+        return score
+    if scorer in list_proxies():
+        fixed = data.val.subset(cfg.score.proxy_batch, seed=cfg.score.seed)
+        x, y = fixed.x.to(device), fixed.y.to(device)
+
+        def score_proxy(part: Sequence[Candidate]) -> list[dict[str, Any]]:
+            rows = score_proxies([scorer], part, x, y, cfg.score.seed)
+            return [{**r, "score": r[scorer], "spread": 0.0} for r in rows]
+        return score_proxy
+    raise HypernasError(f"unknown scorer {scorer!r}; known: hypernet, {', '.join(list_proxies())}")
+
+
+def rank_run(lr: LoadedRun, cands: Sequence[Candidate], scorer: str = "hypernet",
+             label: str | None = None, chunk: int = 16,
+             on_rows: Callable[[list[dict[str, Any]]], None] | None = None) -> dict[str, dict]:
+    """Score the candidates not yet in ranking ``label`` (default: the scorer's name), appending
+    rows as they are computed; returns the whole ranking by id."""
+    label = label or scorer
+    path = lr.run.ranking_path(label)
+    have = ranking_rows(lr.run, label)
+    todo = missing_candidates(cands, have)
+    hnet = None
+    if scorer == "hypernet":
+        hnet, _, _ = load_checkpoint(lr.run.checkpoint_path, lr.config.hypernet)
+    score = make_scorer(scorer, lr.config, lr.data, hnet, chunk=chunk)
+    for start in range(0, len(todo), chunk):
+        rows = [{**r, "scorer": scorer} for r in score(todo[start:start + chunk])]
+        for row in rows:
+            append_jsonl(path, row)
+            have[row["id"]] = row
+        if on_rows is not None:
+            on_rows(rows)
+    return have

@@ -1,0 +1,123 @@
+"""Scoring candidates: with hypernetwork-predicted weights (mean and spread over weight samples)
+or with a zero-cost proxy, on a fixed evaluation set so scores are deterministic.
+
+A hypernetwork score is ``-loss``: the mean cross-entropy on ``eval_size`` fixed, class-balanced
+validation images. The images are cut into one slice per weight sample (ensemble head) and each
+sample is scored on its own slice, so the score averages over the samples and over all the images
+at the cost of one forward pass over them (every sample on every image costs ``samples`` times
+that, for a ranking no better: the number of images is what steadies the ranking). The spread is
+the standard deviation of the samples' slice losses: how far the score would move with another
+weight sample and other images. Batch norm uses the statistics of each fixed evaluation batch.
+Higher scores are better for every scorer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..data.dataset import Split
+from ..errors import HypernasError
+from ..graphs.network import count_macs, count_params
+from ..hypernet.model import GraphHyperNetwork
+from ..hypernet.trainer import meta_network, predicted_logits
+from ..spaces.space import Candidate
+from .proxies import list_proxies, score_proxy
+
+__all__ = ["ScoreConfig", "eval_slices", "score_hypernet", "score_proxies", "list_scorers"]
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """How candidates are scored."""
+
+    eval_size: int = 2000  # fixed class-balanced validation images every candidate is scored on
+    eval_batch: int = 250  # images per forward pass; batch norm normalises with each batch
+    proxy_batch: int = 64  # images a zero-cost proxy sees
+    seed: int = 0  # which images
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def list_scorers() -> list[str]:
+    """``hypernet`` and every zero-cost proxy."""
+    return ["hypernet", *list_proxies()]
+
+
+def eval_slices(split: Split, cfg: ScoreConfig, samples: int
+                ) -> list[list[tuple[Tensor, Tensor]]]:
+    """The fixed evaluation images cut into ``samples`` near-equal slices, each a list of
+    batches (same images, same order, every time)."""
+    fixed = split.subset(cfg.eval_size, seed=cfg.seed)
+    if len(fixed) < samples:
+        raise HypernasError(f"{len(fixed)} evaluation images cannot give each of {samples} weight "
+                            "samples a slice; use a larger validation split or fewer samples")
+    bounds = [len(fixed) * i // samples for i in range(samples + 1)]
+    return [list(Split(fixed.x[a:b], fixed.y[a:b]).batches(cfg.eval_batch))
+            for a, b in zip(bounds, bounds[1:])]
+
+
+@torch.no_grad()
+def score_hypernet(hnet: GraphHyperNetwork, cands: Sequence[Candidate],
+                   slices: Sequence[Sequence[tuple[Tensor, Tensor]]], chunk: int = 16
+                   ) -> list[dict[str, Any]]:
+    """One row per candidate: score (= -mean loss), spread, loss/acc mean and std, params.
+
+    ``slices`` holds one list of batches per weight sample (:func:`eval_slices`).
+    """
+    if len(slices) != hnet.config.samples:
+        raise HypernasError(f"{len(slices)} evaluation slices for {hnet.config.samples} weight "
+                            "samples; build them with eval_slices(split, cfg, samples)")
+    hnet.eval()
+    device = hnet.embed.weight.device
+    slices = [[(x.to(device), y.to(device)) for x, y in part] for part in slices]
+    rows = []
+    for start in range(0, len(cands), chunk):
+        part = cands[start:start + chunk]
+        for cand, samples in zip(part, hnet.samples([c.graph for c in part])):
+            net = meta_network(cand.graph, cand.id)
+            losses, accs = [], []
+            for weights, batches in zip(samples, slices):
+                loss, correct, n = 0.0, 0, 0
+                for x, y in batches:
+                    logits = predicted_logits(net, weights, x)
+                    loss += float(F.cross_entropy(logits, y, reduction="sum"))
+                    correct += int((logits.argmax(1) == y).sum())
+                    n += len(y)
+                losses.append(loss / n if loss == loss else float("inf"))
+                accs.append(correct / n)
+            rows.append(_row(cand, losses, accs))
+    return rows
+
+
+def _row(cand: Candidate, losses: list[float], accs: list[float]) -> dict[str, Any]:
+    mean = statistics.fmean(losses)
+    spread = statistics.pstdev(losses) if len(losses) > 1 else 0.0
+    return {"encoding": cand.encoding, "id": cand.id, "score": -mean, "spread": spread,
+            "loss": mean, "acc": statistics.fmean(accs),
+            "acc_spread": statistics.pstdev(accs) if len(accs) > 1 else 0.0,
+            "params": count_params(cand.graph), "macs": count_macs(cand.graph),
+            "losses": losses, "accs": accs}
+
+
+def score_proxies(names: Sequence[str], cands: Sequence[Candidate], x: Tensor, y: Tensor,
+                  seed: int = 0) -> list[dict[str, Any]]:
+    """One row per candidate for each proxy: ``{"proxy": score}`` plus encoding/id/params."""
+    unknown = [n for n in names if n not in list_proxies()]
+    if unknown:
+        raise HypernasError(f"unknown scorer(s) {unknown}; known: {', '.join(list_scorers())}")
+    rows = []
+    for cand in cands:
+        row = {"encoding": cand.encoding, "id": cand.id, "params": count_params(cand.graph),
+               "macs": count_macs(cand.graph)}
+        for name in names:
+            row[name] = score_proxy(name, cand.graph, x, y, seed=seed)
+        rows.append(row)
+    return rows

@@ -1,0 +1,95 @@
+"""What a refinement trial trains: its candidate and recipe, drawn from the trial's parameters.
+
+A trial's parameters are ``rank`` (which of the ranking's top-K is the base; the study is seeded
+with them in rank order by :func:`seed_next`), ``mutation`` (0 for the base, j > 0 for its j-th
+neighbour), and the recipe's ``lr``, ``weight_decay`` and ``epochs``. :class:`RefineConfig` says
+how far down the ranking and how many trials.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import optuna
+
+from ..errors import HypernasError
+from ..graphs.network import count_params
+from ..ranking.run import LoadedRun
+from ..spaces.space import Candidate
+from .train import TrainConfig
+
+__all__ = ["RefineConfig", "LR_RANGE", "WD_RANGE", "trial_candidate", "seed_next", "plan_trial"]
+
+LR_RANGE = (1e-3, 0.3)  # what Optuna may pick for a trial's learning rate
+WD_RANGE = (1e-5, 1e-2)  # and for its weight decay
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """How the top of a ranking is refined."""
+
+    top: int = 8  # ranked candidates the study starts from, in rank order
+    trials: int = 16  # finished (complete or pruned) trials to reach
+    max_epochs: int = 4  # most epochs a trial may train (Optuna picks 1..max_epochs)
+    mutations: int = 4  # neighbours of each base Optuna may pick instead (0: the bases only)
+    train_size: int | None = 10_000  # class-balanced training images per trial
+    warm_start: bool = True  # start from hypernetwork-predicted weights (False: random init)
+    ranking: str | None = None  # which ranking (default: hypernet, else the run's first)
+    budget_minutes: float | None = None  # no new trial starts after this long (None: no limit)
+    prune: bool = True  # stop trials whose accuracy falls below the median after epoch 2+
+    seed: int = 0  # sampler, weight init, batch order
+
+    def __post_init__(self) -> None:
+        for key in ("top", "trials", "max_epochs"):
+            if getattr(self, key) < 1:
+                raise HypernasError(f"--{key.replace('_', '-')} must be at least 1, got "
+                                    f"{getattr(self, key)}")
+        if self.mutations < 0:
+            raise HypernasError(f"--mutations must be 0 or more, got {self.mutations}")
+        if self.budget_minutes is not None and self.budget_minutes <= 0:
+            raise HypernasError(f"--budget must be positive minutes, got {self.budget_minutes}")
+
+    def seed_params(self, rank: int) -> dict[str, Any]:
+        """The parameters of the trial that seeds the ``rank``-th candidate: all epochs, and from
+        predicted weights a small step (0.02) that keeps what the hypernetwork gave (at the
+        from-scratch rate one epoch lost accuracy); from random weights, NB201's 0.1."""
+        return {"rank": rank, "mutation": 0, "lr": 0.02 if self.warm_start else 0.1,
+                "weight_decay": 5e-4, "epochs": self.max_epochs}
+
+
+def trial_candidate(loaded: LoadedRun, base_encoding: str, mutation: int) -> Candidate:
+    """The candidate a trial trains: the base, or its ``mutation``-th neighbour."""
+    base = loaded.space.replay(base_encoding)
+    return base if mutation == 0 else loaded.space.mutate(base, seed=mutation)
+
+
+def seed_next(study: optuna.Study, rows: Sequence[dict[str, Any]], cfg: RefineConfig) -> None:
+    """Queue the trial of the best-ranked top-K candidate not seeded yet, unless a queued trial
+    is already waiting: seeds run in rank order, each once, and only as trials are started."""
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
+        return
+    seeded = {t.user_attrs.get("seed_of") for t in trials}
+    for rank, row in enumerate(rows[:cfg.top], start=1):
+        if row["id"] not in seeded:
+            study.enqueue_trial(cfg.seed_params(rank), user_attrs={"seed_of": row["id"]})
+            return
+
+
+def plan_trial(trial: optuna.Trial, loaded: LoadedRun, rows: Sequence[dict[str, Any]],
+          cfg: RefineConfig) -> tuple[Candidate, TrainConfig]:
+    """The trial's candidate and recipe, drawn from its parameters (recorded on the trial)."""
+    base = rows[trial.suggest_int("rank", 1, min(cfg.top, len(rows))) - 1]
+    mutation = trial.suggest_int("mutation", 0, cfg.mutations)
+    cand = trial_candidate(loaded, base["encoding"], mutation)
+    recipe = TrainConfig(epochs=trial.suggest_int("epochs", 1, cfg.max_epochs),
+                         lr=trial.suggest_float("lr", *LR_RANGE, log=True),
+                         weight_decay=trial.suggest_float("weight_decay", *WD_RANGE, log=True),
+                         train_size=cfg.train_size, resolution=loaded.config.resolution,
+                         seed=cfg.seed)
+    for key, value in {"id": cand.id, "encoding": cand.encoding, "base": base["id"],
+                       "params": count_params(cand.graph), "warm_start": cfg.warm_start,
+                       "recipe": recipe.to_dict()}.items():
+        trial.set_user_attr(key, value)
+    return cand, recipe

@@ -1,0 +1,179 @@
+"""The run's Optuna study: opened, locked, recovered after a kill, and read back as rows.
+
+The study lives in ``runs/NAME/study.db`` (SQLite) and each finished trial's weights in
+``runs/NAME/refined/trial_<n>.safetensors``. One process at a time changes it
+(:func:`run_lock`); a trial left running by a killed process is marked failed and queued again
+with the same parameters (:func:`recover_trials`). Everything else here reads: the finished
+trials, the best trial per candidate, one trial as a row with the path of its weights.
+
+Optuna's own log lines (a study created, a trial finished) are left to the application: the CLI
+sets Optuna's verbosity to warnings.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import optuna
+
+from ..errors import HypernasError
+from ..graphs.network import Network
+from ..runs.store import Run, RunError
+
+__all__ = ["STUDY", "StudyError", "open_study", "run_lock", "recover_trials", "finished",
+           "completed", "refined_rows", "trial_row", "best_refined", "state_bytes",
+           "save_weights"]
+
+STUDY = "refine"
+
+
+class StudyError(HypernasError, ValueError):
+    """The study cannot be used: another run's file, a refinement already running, no trials."""
+
+
+def _storage_url(run: Run) -> str:
+    return f"sqlite:///{run.study_path.resolve()}"
+
+
+def _create_study(run: Run, seed: int, attempts: int = 6) -> optuna.Study:
+    """``optuna.create_study`` on the run's file, retried while another process creates it.
+
+    Two processes opening a new SQLite study at once (``hypernas show`` beside a starting
+    refinement, Ray workers) race on Optuna's schema set-up: the loser gets a unique-constraint
+    or "database is locked" error although the file is fine a moment later.
+    """
+    from sqlalchemy.exc import IntegrityError, OperationalError  # Optuna's own dependency
+
+    for attempt in range(attempts):
+        try:
+            return optuna.create_study(
+                study_name=STUDY, storage=_storage_url(run), direction="maximize",
+                load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=seed),
+                # steps are epochs counted from 1: no pruning on the first epoch's accuracy,
+                # which at the peak learning rate swings by tens of points (Optuna prunes at
+                # step >= warmup)
+                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2))
+        except (IntegrityError, OperationalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * 2 ** attempt)
+    raise AssertionError("unreachable")
+
+
+def open_study(run: Run, seed: int = 0, create: bool = True) -> optuna.Study:
+    """The run's study (created on first use); refuses a study file made for another run."""
+    if not create and not run.study_path.exists():
+        raise StudyError(f"run {run.name!r} has not been refined yet; hypernas refine {run.name}")
+    study = _create_study(run, seed)
+    owner = study.user_attrs.get("run")
+    if owner is None:
+        study.set_user_attr("run", run.name)
+    elif owner != run.name:
+        raise StudyError(f"{run.study_path} belongs to run {owner!r}, not {run.name!r}; it was "
+                         "copied here by mistake: move it back or delete it to start afresh")
+    return study
+
+
+@contextmanager
+def run_lock(run: Run) -> Iterator[None]:
+    """One refinement per run at a time (a PID file; a dead owner's lock is taken over)."""
+    path = run.refine_lock_path
+    if path.exists():
+        try:
+            pid = int(path.read_text().strip() or 0)
+            os.kill(pid, 0)
+        except (ValueError, ProcessLookupError):
+            pid = 0
+        except PermissionError:
+            pass
+        if pid and pid != os.getpid():
+            raise StudyError(f"run {run.name!r} is being refined by process {pid}; wait for it, "
+                             f"or stop it (or delete {path} if that process is gone)")
+    path.write_text(str(os.getpid()))
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def recover_trials(run: Run, study: optuna.Study) -> int:
+    """Mark trials left RUNNING by a killed refinement failed and queue their parameters again
+    (only called while holding the run's refinement lock, so no live process owns them)."""
+    storage = optuna.storages.get_storage(_storage_url(run))
+    study_id = storage.get_study_id_from_name(STUDY)
+    stuck = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in stuck:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+    return len(stuck)
+
+
+def finished(study: optuna.Study) -> int:
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def state_bytes(net: Network) -> bytes:
+    from safetensors.torch import save
+
+    return save({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()})
+
+
+def save_weights(run: Run, number: int, blob: bytes) -> None:
+    path = run.refined_weights_path(number)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, path)
+
+
+def completed(study: optuna.Study, fits: bool = True) -> list[optuna.trial.FrozenTrial]:
+    """The study's complete trials; ``fits=False`` leaves out those :func:`fit_candidate`
+    added (they carry the user attribute ``fit_of``)."""
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return done if fits else [t for t in done if "fit_of" not in t.user_attrs]
+
+
+def refined_rows(run: Run, fits: bool = True) -> dict[str, dict[str, Any]]:
+    """Best finished trial per candidate id: ``{id: {val_acc, trial, epochs, ...}}`` (empty when
+    the run has no study); ``fits=False`` leaves out the trainings :func:`fit_candidate` added."""
+    if not run.study_path.exists():
+        return {}
+    best: dict[str, dict[str, Any]] = {}
+    for trial in completed(open_study(run, create=False), fits):
+        cid = trial.user_attrs.get("id")
+        if cid is not None and (cid not in best or trial.value > best[cid]["val_acc"]):
+            best[cid] = {"val_acc": trial.value, "trial": trial.number,
+                         "encoding": trial.user_attrs.get("encoding"), **trial.params}
+    return best
+
+
+def trial_row(run: Run, number: int) -> dict[str, Any]:
+    """A finished trial as a refined row, with the path of its weights (and, for a fit, the
+    number of the trial it trained again, ``fit_of``)."""
+    trials = open_study(run, create=False).trials
+    if not 0 <= number < len(trials) or trials[number].state != optuna.trial.TrialState.COMPLETE:
+        raise StudyError(f"run {run.name!r} has no finished trial {number}; see hypernas show "
+                         f"{run.name} for the refined candidates")
+    t = trials[number]
+    return {"val_acc": t.value, "trial": number, "encoding": t.user_attrs.get("encoding"),
+            **t.params, "id": t.user_attrs.get("id"), "weights": run.refined_weights_path(number),
+            **({"fit_of": t.user_attrs["fit_of"]} if "fit_of" in t.user_attrs else {})}
+
+
+def best_refined(run: Run) -> dict[str, Any]:
+    """The best finished trial of the run's study, with the path of its weights."""
+    rows = refined_rows(run)
+    if not rows:
+        raise StudyError(f"run {run.name!r} has no finished refinement trial; run hypernas "
+                         f"refine {run.name}")
+    cid, row = max(rows.items(), key=lambda kv: kv[1]["val_acc"])
+    weights = run.refined_weights_path(row["trial"])
+    if not weights.exists():
+        raise RunError(f"weights of trial {row['trial']} are missing ({weights}); re-run "
+                       f"hypernas refine {run.name}")
+    return {**row, "id": cid, "weights": weights}

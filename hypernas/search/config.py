@@ -1,0 +1,103 @@
+"""A whole search's settings: one frozen config, shared out between the stages.
+
+Example:
+    >>> cfg = SearchConfig(budget_minutes=15)
+    >>> round(cfg.train_minutes, 2), cfg.run
+    (6.75, 'search-nb201-fashion-mnist')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..data.dataset import DataConfig
+from ..errors import HypernasError
+from ..hypernet.model import HyperNetConfig
+from ..hypernet.trainer import HyperTrainConfig
+from ..ranking.run import RunConfig
+from ..refine.plan import RefineConfig
+from ..refine.train import TrainConfig
+
+__all__ = ["SearchConfig", "TRAIN_SHARE", "DEFAULT_SETTINGS", "DEFAULT_RESOLUTION"]
+
+TRAIN_SHARE = 0.45  # of the budget: hypernetwork training (ranking, screening, fit: the rest)
+DEFAULT_SETTINGS = {"nb201": {"C": 16, "N": 1}}
+DEFAULT_RESOLUTION = {"fashion-mnist": 16}
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """A whole search; ``budget_minutes`` is shared out between the stages."""
+
+    space: str = "nb201"  # search space name or .py path
+    data: str = "fashion-mnist"  # dataset name (see `hypernas datasets`)
+    space_settings: dict[str, Any] = field(default_factory=dict)  # e.g. {"N": 1}
+    resolution: int | None = None  # square image side after resizing (None: the dataset's
+    # default, 16 for Fashion-MNIST as in the truth set, else as stored)
+    budget_minutes: float = 15.0  # the whole search, on the machine it runs on
+    candidates: int = 200  # random candidates ranked by the hypernetwork
+    top: int | None = None  # ranked candidates screened, in rank order (None: as far down the
+    # ranking as the budget goes; a 30-minute search on one core screened all of a top of 32)
+    trials: int | None = None  # screening trials at most (None: top; more lets Optuna pick
+    # mutations and recipes after the top is screened)
+    screen_epochs: int = 2  # epochs of a screening trial, from random weights
+    screen_train_size: int = 5_000  # training images of a screening trial
+    finalists: int = 3  # best-screened candidates trained with the longer recipe (the first
+    # always; the others while the budget lasts); the best of them by validation is exported
+    fit_epochs: int = 5  # epochs of a finalist's training
+    fit_train_size: int | None = 10_000  # its training images (None: the whole training split)
+    fit_lr: float = 0.1  # its peak learning rate (cosine-annealed)
+    fit_warm_start: bool = False  # start it from predicted weights instead of random ones
+    workers: int | None = None  # Ray workers for ranking and screening (None: in this process)
+    address: str | None = None  # a running Ray cluster (with workers)
+    formats: tuple[str, ...] = ("safetensors", "onnx", "pt2")  # export formats
+    name: str | None = None  # run name (default search-SPACE-DATA)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.budget_minutes <= 0:
+            raise HypernasError(f"--budget must be positive minutes, got {self.budget_minutes}")
+        if self.candidates < 1:
+            raise HypernasError(f"--n must be at least 1, got {self.candidates}")
+        for key in ("top", "finalists", "screen_epochs", "screen_train_size", "fit_epochs"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                flag = f"--{key}" if key in ("top", "finalists") else key
+                raise HypernasError(f"{flag} must be at least 1, got {getattr(self, key)}")
+        if self.trials is not None and self.trials < 1:
+            raise HypernasError(f"--trials must be at least 1, got {self.trials}")
+
+    @property
+    def run(self) -> str:
+        return self.name or f"search-{Path(self.space).stem}-{self.data}"
+
+    @property
+    def screen_top(self) -> int:
+        """Ranked candidates the screening may reach (``top``, else all that are ranked)."""
+        return self.top or self.candidates
+
+    @property
+    def train_minutes(self) -> float:
+        return TRAIN_SHARE * self.budget_minutes
+
+    def run_config(self) -> RunConfig:
+        settings = {**DEFAULT_SETTINGS.get(self.space, {}), **self.space_settings}
+        return RunConfig(space=self.space, space_settings=settings,
+                         data=DataConfig(name=self.data, seed=self.seed),
+                         resolution=self.resolution or DEFAULT_RESOLUTION.get(self.data),
+                         hypernet=HyperNetConfig(),
+                         train=HyperTrainConfig(budget_minutes=self.train_minutes, seed=self.seed))
+
+    def screen_config(self, budget_minutes: float | None = None) -> RefineConfig:
+        """The screening study: the top in rank order, each trained from random weights for
+        ``screen_epochs`` on ``screen_train_size`` images at NB201's learning rate, every one to
+        its last epoch (the winner is chosen on final accuracies)."""
+        return RefineConfig(top=self.screen_top, trials=self.trials or self.screen_top,
+                            max_epochs=self.screen_epochs, train_size=self.screen_train_size,
+                            warm_start=False, prune=False, budget_minutes=budget_minutes,
+                            seed=self.seed)
+
+    def fit_recipe(self, resolution: int | None) -> TrainConfig:
+        return TrainConfig(epochs=self.fit_epochs, lr=self.fit_lr, train_size=self.fit_train_size,
+                           resolution=resolution, seed=self.seed)

@@ -12,14 +12,21 @@ to 16x16; a class-balanced 10,000-image subset of the training split (seed 0); 5
 (Nesterov momentum 0.9, lr 0.1 cosine-annealed to 0, weight decay 5e-4, batch 128, gradient
 clipping at norm 5); evaluation with running batch-norm statistics.
 
+``--recipe long`` is the second truth (issue #15): the same cells, in the same order, trained with
+twice the images and twice the epochs (20,000 images, 10 epochs; everything else as above),
+written to ``fmnist_truth_long.jsonl``; every third cell also gets a second seed (``--reseed-every
+3``), so 60 cells carry 20 second seeds.
+
 Usage:
     python benchmarks/fmnist_truth.py --cells 100 --reseed 20 --workers 1
+    python benchmarks/fmnist_truth.py --recipe long --cells 60 --reseed 20 --reseed-every 3
     python benchmarks/fmnist_truth.py --report        # summary of what the file holds
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -30,9 +37,11 @@ from pathlib import Path
 
 RECIPE = dict(epochs=5, batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4,
               train_size=10_000, resolution=16, grad_clip=5.0)
+RECIPES = {"short": RECIPE, "long": {**RECIPE, "epochs": 10, "train_size": 20_000}}
 SKELETON = dict(C=16, N=1)
 CELL_SEED = 2026  # which random connected cells make up the truth set
 OUT = Path(__file__).parent / "results" / "fmnist_truth.jsonl"
+OUTS = {"short": OUT, "long": OUT.with_name("fmnist_truth_long.jsonl")}
 
 
 def connected_cells(n: int) -> list[str]:
@@ -66,12 +75,13 @@ def truth_cells(cells: int) -> list[str]:
     return drawn
 
 
-def jobs(cells: int, reseed: int) -> list[tuple[str, int]]:
-    """(code, seed) pairs in training order: every fifth cell gets its second seed right away."""
+def jobs(cells: int, reseed: int, every: int = 5) -> list[tuple[str, int]]:
+    """(code, seed) pairs in training order: every ``every``-th cell gets its second seed right
+    away, ``reseed`` of them at most."""
     out = []
     for i, code in enumerate(truth_cells(cells)):
         out.append((code, 0))
-        if i % 5 == 0 and i // 5 < reseed:
+        if i % every == 0 and i // every < reseed:
             out.append((code, 1))
     return out
 
@@ -88,7 +98,7 @@ def done(path: Path) -> set[tuple[str, int]]:
     return {(r["code"], r["seed"]) for r in rows}
 
 
-def train_one(job: tuple[str, int]) -> dict:
+def train_one(job: tuple[str, int], recipe: dict = RECIPE) -> dict:
     import torch
 
     torch.set_num_threads(1)
@@ -97,7 +107,7 @@ def train_one(job: tuple[str, int]) -> dict:
     from hypernas.refine.train import TrainConfig, evaluate, prepare_dataset, train_network
 
     code, seed = job
-    cfg = TrainConfig(seed=seed, **RECIPE)
+    cfg = TrainConfig(seed=seed, **recipe)
     ds = prepare_dataset(load_dataset("fashion-mnist"), cfg)
     space = hn.load_space("nb201", input_shape=ds.input_shape, **SKELETON)
     cand = space.replay(code)
@@ -110,7 +120,7 @@ def train_one(job: tuple[str, int]) -> dict:
     return {"code": code, "arch": cand.encoding, "id": cand.id, "seed": seed,
             "test_acc": test_acc, "test_loss": test_loss, "val_acc": val_acc, "val_loss": val_loss,
             "train_loss": result.history[-1]["train_loss"], "params": hn.count_params(cand.graph),
-            "seconds": time.perf_counter() - start, "recipe": RECIPE, "skeleton": SKELETON}
+            "seconds": time.perf_counter() - start, "recipe": recipe, "skeleton": SKELETON}
 
 
 def append(path: Path, row: dict) -> None:
@@ -143,19 +153,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cells", type=int, default=100, help="random connected cells (100)")
     parser.add_argument("--reseed", type=int, default=20, help="cells also trained with seed 1")
+    parser.add_argument("--reseed-every", type=int, default=5,
+                        help="every N-th cell gets the second seed (5)")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="short",
+                        help="short (the first truth) or long (20,000 images, 10 epochs)")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes, 1 thread each")
-    parser.add_argument("--out", type=Path, default=OUT, help=f"JSONL output ({OUT})")
+    parser.add_argument("--out", type=Path, help="JSONL output (default: the recipe's file)")
     parser.add_argument("--report", action="store_true", help="summarise the output and exit")
     args = parser.parse_args(argv)
+    out = args.out or OUTS[args.recipe]
     if args.report:
-        report(args.out)
+        report(out)
         return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    todo = [j for j in jobs(args.cells, args.reseed) if j not in done(args.out)]
-    print(f"{len(todo)} trainings to go -> {args.out}", flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    todo = [j for j in jobs(args.cells, args.reseed, args.reseed_every) if j not in done(out)]
+    print(f"{len(todo)} trainings to go -> {out}", flush=True)
+    work = functools.partial(train_one, recipe=RECIPES[args.recipe])
     with mp.get_context("spawn").Pool(args.workers) as pool:
-        for row in pool.imap(train_one, todo):
-            append(args.out, row)
+        for row in pool.imap(work, todo):
+            append(out, row)
             print(f"{row['code']} seed {row['seed']}: test {row['test_acc']:.4f} "
                   f"({row['seconds']:.0f} s)", flush=True)
     return 0

@@ -27,6 +27,8 @@ __all__ = ["initial_network", "fit_candidate", "fit_source", "record_fit"]
 
 
 def initial_network(cand: Candidate, hnet: Any) -> Network:
+    """``cand``'s network with the weights ``hnet`` predicts (its first head), or with random
+    weights when ``hnet`` is None; a clear error if the hypernetwork misses a parameter."""
     net = Network(cand.graph)
     if hnet is not None:
         with torch.no_grad():

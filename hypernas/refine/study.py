@@ -113,17 +113,20 @@ def recover_trials(run: Run, study: optuna.Study) -> int:
 
 
 def finished(study: optuna.Study) -> int:
+    """How many of the study's trials have finished (complete or pruned)."""
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     return len(study.get_trials(deepcopy=False, states=states))
 
 
 def state_bytes(net: Network) -> bytes:
+    """``net``'s state dict as safetensors bytes (what a trial's weights file holds)."""
     from safetensors.torch import save
 
     return save({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()})
 
 
 def save_weights(run: Run, number: int, blob: bytes) -> None:
+    """Write trial ``number``'s weights (safetensors bytes) atomically into the run."""
     path = run.refined_weights_path(number)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

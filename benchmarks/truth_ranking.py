@@ -1,0 +1,309 @@
+"""Does a ranking hold? Every scorer against both Fashion-MNIST truths, on a design and a report half.
+
+Two truths rank the same NB201 cells (C=16, N=1, 16x16; ``fmnist_truth.py``): the first trained
+with 10,000 images for 5 epochs, the second ("long") with 20,000 images for 10 epochs. The cells
+are split once, by their position in the frozen cell list (``fmnist_truth_cells.json``): even
+positions are the **design half** (where choices such as a score's form or weight are made),
+odd positions the **report half** (where they are judged). A truth's value for a cell is its test
+accuracy, averaged over the seeds the cell was trained with.
+
+``score`` ranks the truth cells with one trained hypernetwork run and every zero-cost proxy (in
+the run's own rankings, so a re-run resumes) and writes one row per cell to
+``results/truth_scores/LABEL.jsonl``: code, id, params and each scorer's score, so every figure
+below can be recomputed without the run. ``report`` reads those files and prints, for every
+scorer, truth and half, Spearman, Kendall, top-10 % overlap and the mean truth of the first five
+picks; with ``--json`` it writes the same to ``results/truth_ranking.json``. NAS-Bench-201's
+labels are never read here.
+
+Usage:
+    hypernas train nb201 --data fashion-mnist --set N=1 --resolution 16 --run t15-default --steps 2910
+    python benchmarks/truth_ranking.py score --run t15-default --label default-seed0
+    python benchmarks/truth_ranking.py report default-seed0 default-seed1 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+from typing import Callable
+
+from scipy.stats import kendalltau, spearmanr
+
+RESULTS = Path(__file__).parent / "results"
+CELLS = RESULTS / "fmnist_truth_cells.json"
+TRUTHS = {"short": RESULTS / "fmnist_truth.jsonl", "long": RESULTS / "fmnist_truth_long.jsonl"}
+SCORES = RESULTS / "truth_scores"
+HALVES = ("design", "report", "all")
+PROXIES = ("params", "synflow", "naswot", "jacob_cov", "snip", "grad_norm")
+
+
+def truth(name: str) -> dict[str, float]:
+    """{code: test accuracy averaged over its seeds} of truth ``name`` (as far as it has got)."""
+    path, accs = TRUTHS[name], {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+            accs.setdefault(row["code"], []).append(row["test_acc"])
+    return {code: statistics.fmean(v) for code, v in accs.items()}
+
+
+def half(name: str) -> set[str]:
+    """The cells of one half: even (design) or odd (report) positions of the frozen cell list."""
+    cells = json.loads(CELLS.read_text())
+    if name == "all":
+        return set(cells)
+    return {c for i, c in enumerate(cells) if i % 2 == (0 if name == "design" else 1)}
+
+
+def metrics(scores: dict[str, float], truth: dict[str, float]) -> dict[str, float]:
+    """Spearman, Kendall, top-10 % overlap (at least one cell) and top-5 mean truth."""
+    codes = sorted(c for c in scores if c in truth and math.isfinite(scores[c]))
+    if len(codes) < 5:
+        return {"n": len(codes)}
+    s, t = [scores[c] for c in codes], [truth[c] for c in codes]
+    k = max(1, round(len(codes) / 10))
+    by_score = sorted(codes, key=lambda c: (-scores[c], c))
+    by_truth = sorted(codes, key=lambda c: (-truth[c], c))
+    return {"n": len(codes), "spearman": float(spearmanr(s, t).statistic),
+            "kendall": float(kendalltau(s, t).statistic),
+            "top10_overlap": len(set(by_score[:k]) & set(by_truth[:k])) / k,
+            "top5_mean": statistics.fmean(truth[c] for c in by_score[:5]),
+            "best5_mean": statistics.fmean(truth[c] for c in by_truth[:5])}
+
+
+def zscores(values: dict[str, float]) -> dict[str, float]:
+    mean = statistics.fmean(values.values())
+    sd = statistics.pstdev(values.values()) or 1.0
+    return {k: (v - mean) / sd for k, v in values.items()}
+
+
+CAPACITY_WEIGHTS = (0.02, 0.05, 0.1, 0.2, 0.3)  # the grid searched on the design half
+
+
+def derived(rows: list[dict]) -> dict[str, Callable[[dict], float]]:
+    """Scorers computed from a row's own scores (no training, no truth): the hypernet's score
+    (minus the loss of predicted weights) plus ``w`` times the log of the parameter count, a
+    per-candidate score that does not depend on which other cells are ranked."""
+    if "hypernet" not in rows[0]["scores"]:
+        return {}
+    return {f"hypernet+{w}*ln(params)":
+            (lambda r, w=w: r["scores"]["hypernet"] + w * math.log(r["params"]))
+            for w in CAPACITY_WEIGHTS}
+
+
+def load_scores(label: str) -> list[dict]:
+    return [json.loads(line) for line in (SCORES / f"{label}.jsonl").read_text().splitlines()
+            if line.strip()]
+
+
+def score(args: argparse.Namespace) -> int:
+    import torch
+
+    import hypernas as hn
+    from hypernas.hypernet.trainer import load_checkpoint
+    from hypernas.ranking import load_run, rank_run
+    from hypernas.runs import Run
+
+    torch.set_num_threads(args.threads)
+    loaded = load_run(Run(args.run, root=args.runs_root))
+    cells = json.loads(CELLS.read_text())[:args.cells]
+    cands = {code: loaded.space.replay(code) for code in cells}
+    by_scorer = {}
+    for scorer in ("hypernet", *PROXIES):
+        ranking = rank_run(loaded, list(cands.values()), scorer)
+        by_scorer[scorer] = {code: ranking[cand.id] for code, cand in cands.items()}
+    _, _, ckpt = load_checkpoint(loaded.run.checkpoint_path)
+    meta = {"run": args.run, "config": loaded.config.to_dict(), "step": ckpt["step"],
+            "elapsed_s": ckpt["elapsed"], "trained_with": args.trained_with,
+            "command": " ".join(["python", *sys.argv])}
+    SCORES.mkdir(parents=True, exist_ok=True)
+    out = SCORES / f"{args.label}.jsonl"
+    with out.open("w") as fh:
+        for code, cand in cands.items():
+            h = by_scorer["hypernet"][code]
+            row = {"label": args.label, "code": code, "id": cand.id,
+                   "params": hn.count_params(cand.graph),
+                   "scores": {s: by_scorer[s][code]["score"] for s in by_scorer},
+                   "hypernet_spread": h["spread"], "hypernet_acc": h.get("acc")}
+            fh.write(json.dumps(row) + "\n")
+    (SCORES / f"{args.label}.meta.json").write_text(json.dumps(meta, indent=1))
+    print(f"{len(cands)} cells scored by {len(by_scorer)} scorers -> {out}")
+    return 0
+
+
+def adapt(args: argparse.Namespace) -> int:
+    """Experiment: score each truth cell after ``--steps`` SGD steps from its predicted weights
+    (every head, on fixed training batches, batch statistics), as minus the loss on the run's
+    fixed evaluation images; added to the label's rows as the scorer ``adapt<steps>``."""
+    import torch
+    import torch.nn.functional as F
+
+    from hypernas.data import Split
+    from hypernas.hypernet.trainer import load_checkpoint, meta_network, predicted_logits
+    from hypernas.ranking import load_run
+    from hypernas.ranking.scoring import eval_slices
+    from hypernas.runs import Run
+
+    torch.set_num_threads(args.threads)
+    loaded = load_run(Run(args.run, root=args.runs_root))
+    hnet, _, _ = load_checkpoint(loaded.run.checkpoint_path, loaded.config.hypernet)
+    hnet.eval()
+    slices = eval_slices(loaded.data.val, loaded.config.score, hnet.config.samples)
+    fixed = loaded.data.train.subset(args.batch * args.steps, seed=1)
+    batches = list(Split(fixed.x, fixed.y).batches(args.batch))
+    name = f"adapt{args.steps}" + (f"_lr{args.lr}" if args.lr != 0.05 else "")
+    rows = load_scores(args.label)
+    for row in rows:
+        cand = loaded.space.replay(row["code"])
+        net = meta_network(cand.graph, cand.id)
+        with torch.no_grad():
+            samples = hnet.samples([cand.graph])[0]
+        losses = []
+        for weights, part in zip(samples, slices):
+            w = {k: v.detach().clone().requires_grad_(True) for k, v in weights.items()}
+            opt = torch.optim.SGD(list(w.values()), lr=args.lr, momentum=0.9)
+            for x, y in batches:
+                loss = F.cross_entropy(predicted_logits(net, w, x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                total = sum(float(F.cross_entropy(predicted_logits(net, w, x), y, reduction="sum"))
+                            for x, y in part)
+            losses.append(total / sum(len(y) for _, y in part))
+        row["scores"][name] = -statistics.fmean(losses)
+    with (SCORES / f"{args.label}.jsonl").open("w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+    print(f"{name} added to {len(rows)} rows of {args.label}")
+    return 0
+
+
+def table(labels: list[str]) -> dict:
+    out: dict = {}
+    truths = {name: truth(name) for name in TRUTHS}
+    for label in labels:
+        rows = load_scores(label)
+        scorers = {s: {r["code"]: r["scores"][s] for r in rows} for s in rows[0]["scores"]}
+        for name, fn in derived(rows).items():
+            scorers[name] = {r["code"]: fn(r) for r in rows}
+        for scorer, scores in scorers.items():
+            key = scorer if scorer in PROXIES else f"{scorer} [{label}]"
+            if key in out:
+                continue
+            out[key] = {t: {h: metrics({c: v for c, v in scores.items() if c in half(h)},
+                                       truths[t]) for h in HALVES} for t in truths}
+    return out
+
+
+def seeds(name: str) -> dict[int, dict[str, float]]:
+    """{seed: {code: test accuracy}} of truth ``name``."""
+    out: dict[int, dict[str, float]] = {}
+    path = TRUTHS[name]
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        out.setdefault(row["seed"], {})[row["code"]] = row["test_acc"]
+    return out
+
+
+def agreement() -> dict:
+    """How each truth agrees with itself (two seeds) and how the two truths agree."""
+    out: dict = {}
+    for name in TRUTHS:
+        by_seed = seeds(name)
+        both = sorted(set(by_seed.get(0, {})) & set(by_seed.get(1, {})))
+        if len(both) >= 3:
+            a, b = [by_seed[0][c] for c in both], [by_seed[1][c] for c in both]
+            out[f"{name}: seed 0 vs seed 1"] = {
+                "n": len(both), "spearman": float(spearmanr(a, b).statistic),
+                "kendall": float(kendalltau(a, b).statistic),
+                "mean_abs_diff_points": 100 * statistics.fmean(abs(x - y) for x, y in zip(a, b))}
+    short, long = truth("short"), truth("long")
+    common = sorted(set(short) & set(long))
+    if len(common) >= 3:
+        a, b = [short[c] for c in common], [long[c] for c in common]
+        out["short vs long"] = {"n": len(common), "spearman": float(spearmanr(a, b).statistic),
+                                "kendall": float(kendalltau(a, b).statistic),
+                                "mean_gain_points": 100 * statistics.fmean(y - x for x, y in zip(a, b))}
+    return out
+
+
+def report(args: argparse.Namespace) -> int:
+    result = table(args.labels)
+    for name, figures in agreement().items():
+        print(f"{name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                                      for k, v in figures.items()))
+    for t in TRUTHS:
+        for h in HALVES:
+            n = max((v[t][h].get("n", 0) for v in result.values()), default=0)
+            print(f"\n{t} truth, {h} half ({n} cells): Spearman / Kendall / top-10 % / top-5 mean")
+            ordered = sorted(result.items(), key=lambda kv: -kv[1][t][h].get("spearman", -9))
+            for name, v in ordered:
+                m = v[t][h]
+                if "spearman" in m:
+                    print(f"  {name:40s} {m['spearman']:6.3f} {m['kendall']:6.3f} "
+                          f"{m['top10_overlap']:5.2f} {100 * m['top5_mean']:6.2f}")
+    if args.markdown:
+        print(markdown(result, args.markdown))
+    if args.json:
+        (RESULTS / "truth_ranking.json").write_text(
+            json.dumps({"truths": agreement(), "scorers": result}, indent=1))
+    return 0
+
+
+def markdown(result: dict, half_name: str) -> str:
+    """One table: a row per scorer, each truth's four figures on ``half_name``."""
+    head = ["scorer"] + [f"{t} {m}" for t in TRUTHS for m in ("Sp.", "Kt.", "top-10 %", "top-5")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, v in sorted(result.items(), key=lambda kv: -kv[1]["short"][half_name].get(
+            "spearman", -9)):
+        cells = [name]
+        for t in TRUTHS:
+            m = v[t][half_name]
+            cells += ([f"{m['spearman']:.3f}", f"{m['kendall']:.3f}", f"{m['top10_overlap']:.2f}",
+                       f"{100 * m['top5_mean']:.2f}"] if "spearman" in m else ["-"] * 4)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("score", help="score the truth cells with a run and every proxy")
+    p.add_argument("--run", required=True)
+    p.add_argument("--label", required=True, help="name of the scores file")
+    p.add_argument("--runs-root", default="runs")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cells", type=int, default=None, help="only the first N cells (a smoke test)")
+    p.add_argument("--trained-with", default="", help="the command that trained the run (kept)")
+    p.set_defaults(func=score)
+    p = sub.add_parser("adapt", help="experiment: score after a few SGD steps from predicted weights")
+    p.add_argument("--run", required=True)
+    p.add_argument("--label", required=True)
+    p.add_argument("--runs-root", default="runs")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=adapt)
+    p = sub.add_parser("report", help="metrics of every scorer on both truths and halves")
+    p.add_argument("labels", nargs="+")
+    p.add_argument("--json", action="store_true", help="also write results/truth_ranking.json")
+    p.add_argument("--markdown", choices=HALVES, help="also print a markdown table of this half")
+    p.set_defaults(func=report)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

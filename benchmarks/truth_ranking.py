@@ -238,8 +238,39 @@ def agreement() -> dict:
     return out
 
 
+def ceiling() -> dict:
+    """The truth's own noise as a scorer: seed 1 ranking the reseeded cells against seed 0 (the
+    best any scorer could expect against a single-seed truth on those cells)."""
+    out = {}
+    for name in TRUTHS:
+        by_seed = seeds(name)
+        if len(by_seed.get(1, {})) >= 5:
+            out[name] = metrics(by_seed[1], by_seed[0])
+    return out
+
+
+def bootstrap(scores_a: dict[str, float], scores_b: dict[str, float], truth: dict[str, float],
+              draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """90 % interval of Spearman(a) - Spearman(b) over cells resampled with replacement."""
+    import random
+
+    codes = sorted(c for c in scores_a if c in truth and c in scores_b)
+    rng, diffs = random.Random(seed), []
+    for _ in range(draws):
+        pick = [rng.choice(codes) for _ in codes]
+        t = [truth[c] for c in pick]
+        diffs.append(spearmanr([scores_a[c] for c in pick], t).statistic
+                     - spearmanr([scores_b[c] for c in pick], t).statistic)
+    diffs.sort()
+    return diffs[int(0.05 * draws)], diffs[int(0.95 * draws) - 1]
+
+
 def report(args: argparse.Namespace) -> int:
     result = table(args.labels)
+    for name, m in ceiling().items():
+        print(f"{name} truth, seed 1 as a scorer of seed 0 on its {m['n']} reseeded cells: "
+              f"Spearman {m['spearman']:.3f}, Kendall {m['kendall']:.3f}, top-10 % "
+              f"{m['top10_overlap']:.2f}")
     for name, figures in agreement().items():
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                       for k, v in figures.items()))
@@ -253,12 +284,37 @@ def report(args: argparse.Namespace) -> int:
                 if "spearman" in m:
                     print(f"  {name:40s} {m['spearman']:6.3f} {m['kendall']:6.3f} "
                           f"{m['top10_overlap']:5.2f} {100 * m['top5_mean']:6.2f}")
+    truths = {t: truth(t) for t in TRUTHS}
+    for label in args.labels:
+        rows = load_scores(label)
+        hyper = {r["code"]: r["scores"]["hypernet"] for r in rows}
+        for t in TRUTHS:
+            for proxy in ("naswot", "synflow", "params"):
+                lo, hi = bootstrap(hyper, {r["code"]: r["scores"][proxy] for r in rows}, truths[t])
+                print(f"{label} {t}: Spearman(hypernet) - Spearman({proxy}), all cells, 90 % "
+                      f"bootstrap interval [{lo:+.3f}, {hi:+.3f}]")
+    for label in args.labels:
+        chosen = choose_capacity(result, label)
+        print(f"{label}: capacity weight chosen on the design halves (best worst-truth Spearman): "
+              f"{chosen}")
     if args.markdown:
         print(markdown(result, args.markdown))
     if args.json:
         (RESULTS / "truth_ranking.json").write_text(
-            json.dumps({"truths": agreement(), "scorers": result}, indent=1))
+            json.dumps({"truths": agreement(), "ceiling": ceiling(), "scorers": result}, indent=1))
     return 0
+
+
+def choose_capacity(result: dict, label: str) -> str:
+    """The derived scorer (weight of ln(params), 0 included) whose worse design-half Spearman
+    over the two truths is highest: chosen without looking at the report half."""
+    names = [f"hypernet [{label}]"] + [f"hypernet+{w}*ln(params) [{label}]"
+                                        for w in CAPACITY_WEIGHTS]
+    names = [n for n in names if n in result]
+
+    def worst(name: str) -> float:
+        return min(result[name][t]["design"].get("spearman", -1.0) for t in TRUTHS)
+    return max(names, key=worst)
 
 
 def markdown(result: dict, half_name: str) -> str:

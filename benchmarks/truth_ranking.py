@@ -41,16 +41,25 @@ HALVES = ("design", "report", "all")
 PROXIES = ("params", "synflow", "naswot", "jacob_cov", "snip", "grad_norm")
 
 
+def seeds(name: str) -> dict[int, dict[str, float]]:
+    """{seed: {code: test accuracy}} of truth ``name``."""
+    out: dict[int, dict[str, float]] = {}
+    path = TRUTHS[name]
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        out.setdefault(row["seed"], {})[row["code"]] = row["test_acc"]
+    return out
+
+
 def truth(name: str) -> dict[str, float]:
     """{code: test accuracy averaged over its seeds} of truth ``name`` (as far as it has got)."""
-    path, accs = TRUTHS[name], {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill
-            accs.setdefault(row["code"], []).append(row["test_acc"])
+    accs: dict[str, list[float]] = {}
+    for by_code in seeds(name).values():
+        for code, acc in by_code.items():
+            accs.setdefault(code, []).append(acc)
     return {code: statistics.fmean(v) for code, v in accs.items()}
 
 
@@ -200,19 +209,6 @@ def table(labels: list[str]) -> dict:
                 continue
             out[key] = {t: {h: metrics({c: v for c, v in scores.items() if c in half(h)},
                                        truths[t]) for h in HALVES} for t in truths}
-    return out
-
-
-def seeds(name: str) -> dict[int, dict[str, float]]:
-    """{seed: {code: test accuracy}} of truth ``name``."""
-    out: dict[int, dict[str, float]] = {}
-    path = TRUTHS[name]
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        out.setdefault(row["seed"], {})[row["code"]] = row["test_acc"]
     return out
 
 

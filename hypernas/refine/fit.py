@@ -15,6 +15,7 @@ import torch
 
 from ..errors import HypernasError
 from ..graphs.network import Network
+from ..hypernet.model import GraphHyperNetwork
 from ..hypernet.trainer import load_checkpoint
 from ..ranking.run import LoadedRun
 from ..runs.store import Run
@@ -23,7 +24,16 @@ from .plan import LR_RANGE, WD_RANGE
 from .study import StudyError, open_study, run_lock, save_weights, state_bytes, trial_row
 from .train import TrainConfig, train_network
 
-__all__ = ["initial_network", "fit_candidate", "fit_source", "record_fit"]
+__all__ = ["initial_network", "warm_start_hypernet", "fit_candidate", "fit_source", "record_fit"]
+
+
+def warm_start_hypernet(loaded: LoadedRun, warm_start: bool) -> GraphHyperNetwork | None:
+    """The run's trained hypernetwork in eval mode when trials start from predicted weights
+    (``warm_start``), else None (random initialisation)."""
+    if not warm_start:
+        return None
+    hnet, _, _ = load_checkpoint(loaded.run.checkpoint_path, loaded.config.hypernet)
+    return hnet.eval()
 
 
 def initial_network(cand: Candidate, hnet: Any) -> Network:
@@ -52,11 +62,7 @@ def fit_candidate(loaded: LoadedRun, trial_number: int, recipe: TrainConfig,
         study = open_study(run)
         source = fit_source(run, study, trial_number)
         cand = loaded.space.replay(source.user_attrs["encoding"])
-        hnet = None
-        if warm_start:
-            hnet, _, _ = load_checkpoint(run.checkpoint_path, loaded.config.hypernet)
-            hnet.eval()
-        net = initial_network(cand, hnet)
+        net = initial_network(cand, warm_start_hypernet(loaded, warm_start))
         result = train_network(net, loaded.data.train, loaded.data.val, recipe)
         number = record_fit(run, study, source, recipe, warm_start, result.history,
                              state_bytes(net))

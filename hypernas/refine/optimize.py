@@ -14,10 +14,9 @@ from typing import Any, Callable
 
 import optuna
 
-from ..hypernet.trainer import load_checkpoint
 from ..ranking.run import LoadedRun
 from ..runs.rankings import ranked_rows
-from .fit import initial_network
+from .fit import initial_network, warm_start_hypernet
 from .plan import RefineConfig, plan_trial, seed_next
 from .study import finished, open_study, recover_trials, run_lock, save_weights, state_bytes
 from .train import train_network
@@ -42,10 +41,7 @@ def refine_run(loaded: LoadedRun, cfg: RefineConfig,
 
     run = loaded.run
     rows = ranked_rows(run, cfg.ranking)  # all of them: a retried trial may name a lower rank
-    hnet = None
-    if cfg.warm_start:
-        hnet, _, _ = load_checkpoint(run.checkpoint_path, loaded.config.hypernet)
-        hnet.eval()
+    hnet = warm_start_hypernet(loaded, cfg.warm_start)
     with run_lock(run):
         study = open_study(run, cfg.seed)
         recover_trials(run, study)

@@ -20,6 +20,7 @@ written to ``fmnist_truth_long.jsonl``; every third cell also gets a second seed
 Usage:
     python benchmarks/fmnist_truth.py --cells 100 --reseed 20 --workers 1
     python benchmarks/fmnist_truth.py --recipe long --cells 60 --reseed 20 --reseed-every 3
+    python benchmarks/fmnist_truth.py --recipe long --cells 60 --reseed 20 --reseed-every 3 --more-seeds 2
     python benchmarks/fmnist_truth.py --report        # summary of what the file holds
 """
 
@@ -75,15 +76,16 @@ def truth_cells(cells: int) -> list[str]:
     return drawn
 
 
-def jobs(cells: int, reseed: int, every: int = 5) -> list[tuple[str, int]]:
+def jobs(cells: int, reseed: int, every: int = 5,
+         more: tuple[int, ...] = ()) -> list[tuple[str, int]]:
     """(code, seed) pairs in training order: every ``every``-th cell gets its second seed right
-    away, ``reseed`` of them at most."""
+    away, ``reseed`` of them at most; then every cell once more for each seed in ``more``."""
     out = []
     for i, code in enumerate(truth_cells(cells)):
         out.append((code, 0))
         if i % every == 0 and i // every < reseed:
             out.append((code, 1))
-    return out
+    return out + [(code, s) for s in more for code in truth_cells(cells)]
 
 
 def done(path: Path) -> set[tuple[str, int]]:
@@ -155,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reseed", type=int, default=20, help="cells also trained with seed 1")
     parser.add_argument("--reseed-every", type=int, default=5,
                         help="every N-th cell gets the second seed (5)")
+    parser.add_argument("--more-seeds", default="",
+                        help="comma-separated seeds every cell is trained with as well (e.g. 2)")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="short",
                         help="short (the first truth) or long (20,000 images, 10 epochs)")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes, 1 thread each")
@@ -166,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         report(out)
         return 0
     out.parent.mkdir(parents=True, exist_ok=True)
-    todo = [j for j in jobs(args.cells, args.reseed, args.reseed_every) if j not in done(out)]
+    more = tuple(int(x) for x in args.more_seeds.split(",") if x)
+    todo = [j for j in jobs(args.cells, args.reseed, args.reseed_every, more) if j not in done(out)]
     print(f"{len(todo)} trainings to go -> {out}", flush=True)
     work = functools.partial(train_one, recipe=RECIPES[args.recipe])
     with mp.get_context("spawn").Pool(args.workers) as pool:

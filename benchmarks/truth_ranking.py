@@ -100,18 +100,31 @@ def zscores(values: dict[str, float]) -> dict[str, float]:
     return {k: (v - mean) / sd for k, v in values.items()}
 
 
-CAPACITY_WEIGHTS = (0.02, 0.05, 0.1, 0.2, 0.3)  # the grid searched on the design half
+CAPACITY_WEIGHTS = (0.02, 0.05, 0.1, 0.2, 0.3)  # weights of ln(params), searched on the design half
+SYNFLOW_WEIGHTS = (0.0025, 0.005, 0.01, 0.02)  # weights of ln(synflow), the same
+NASWOT_WEIGHTS = (0.0005, 0.001, 0.002, 0.005)  # weights of the NASWOT score, the same
+
+
+def _ln(x: float) -> float:
+    return math.log(max(x, 1e-30))  # synflow is 0 for a cell with no path from input to output
 
 
 def derived(rows: list[dict]) -> dict[str, Callable[[dict], float]]:
     """Scorers computed from a row's own scores (no training, no truth): the hypernet's score
-    (minus the loss of predicted weights) plus ``w`` times the log of the parameter count, a
-    per-candidate score that does not depend on which other cells are ranked."""
+    (minus the loss of predicted weights) plus ``w`` times the log of the parameter count, the
+    log of the synflow score or the NASWOT score: per-candidate scores that do not depend on
+    which other cells are ranked."""
     if "hypernet" not in rows[0]["scores"]:
         return {}
-    return {f"hypernet+{w}*ln(params)":
-            (lambda r, w=w: r["scores"]["hypernet"] + w * math.log(r["params"]))
-            for w in CAPACITY_WEIGHTS}
+    out: dict[str, Callable[[dict], float]] = {}
+    for w in CAPACITY_WEIGHTS:
+        out[f"hypernet+{w}*ln(params)"] = lambda r, w=w: r["scores"]["hypernet"] + w * _ln(r["params"])
+    for w in SYNFLOW_WEIGHTS:
+        out[f"hypernet+{w}*ln(synflow)"] = (
+            lambda r, w=w: r["scores"]["hypernet"] + w * _ln(r["scores"]["synflow"]))
+    for w in NASWOT_WEIGHTS:
+        out[f"hypernet+{w}*naswot"] = lambda r, w=w: r["scores"]["hypernet"] + w * r["scores"]["naswot"]
+    return out
 
 
 def load_scores(label: str) -> list[dict]:
@@ -297,9 +310,9 @@ def report(args: argparse.Namespace) -> int:
                 print(f"{label} {t}: Spearman(hypernet) - Spearman({proxy}), all cells, 90 % "
                       f"bootstrap interval [{lo:+.3f}, {hi:+.3f}]")
     for label in args.labels:
-        chosen = choose_capacity(result, label)
-        print(f"{label}: capacity weight chosen on the design halves (best worst-truth Spearman): "
-              f"{chosen}")
+        for kind in ("params", "synflow", "naswot", ""):
+            print(f"{label}: chosen on the design halves (best worst-truth Spearman) among "
+                  f"hypernet+w*{kind or 'any'}: {choose_combined(result, label, kind)}")
     if args.markdown:
         print(markdown(result, args.markdown))
     if args.json:
@@ -308,12 +321,12 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
-def choose_capacity(result: dict, label: str) -> str:
-    """The derived scorer (weight of ln(params), 0 included) whose worse design-half Spearman
-    over the two truths is highest: chosen without looking at the report half."""
-    names = [f"hypernet [{label}]"] + [f"hypernet+{w}*ln(params) [{label}]"
-                                        for w in CAPACITY_WEIGHTS]
-    names = [n for n in names if n in result]
+def choose_combined(result: dict, label: str, kind: str = "") -> str:
+    """The hypernet score or a derived one (``kind``: "params", "synflow", "naswot" or "" for
+    any) whose worse design-half Spearman over the two truths is highest: chosen without
+    looking at the report half."""
+    names = [n for n in result if n.endswith(f" [{label}]") and n.startswith("hypernet")
+             and (not kind or n == f"hypernet [{label}]" or f"{kind})" in n or f"*{kind} " in n)]
 
     def worst(name: str) -> float:
         return min(result[name][t]["design"].get("spearman", -1.0) for t in TRUTHS)

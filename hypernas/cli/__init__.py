@@ -15,7 +15,7 @@ from ._common import EXIT_USAGE, _add_space_args, _console
 from .rank import cmd_rank, cmd_train
 from .search import cmd_export, cmd_refine, cmd_search
 from .show import cmd_runs, cmd_show
-from .spaces import cmd_datasets, cmd_sample, cmd_show_arch, cmd_spaces
+from .spaces import cmd_datasets, cmd_pretrained, cmd_sample, cmd_show_arch, cmd_spaces
 
 __all__ = ["main", "build_parser"]
 
@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: small ops run steadier single-threaded)")
+    p.add_argument("--pretrained", action="store_true",
+                   help="start the run from the hypernetwork shipped for this space, settings, "
+                        "data and resolution instead of training (see `hypernas pretrained`)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("rank", help="score candidates with a run's hypernetwork or a proxy",
@@ -179,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rank, screen and train the finalists on Ray with K workers")
     p.add_argument("--address", metavar="HOST:PORT", help="a running Ray cluster (with --workers)")
     p.add_argument("--format", default="safetensors,onnx,pt2", help="export formats")
+    p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
+                   help="train the search's own hypernetwork even where one is shipped for the "
+                        "space and data (the default NB201 / Fashion-MNIST search ranks with "
+                        "the shipped one and gives the whole budget to real training)")
     p.add_argument("--run", help="run name (default search-SPACE-DATA)")
     p.add_argument("--show", type=int, default=10, help="rows of the final table (10)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
@@ -196,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("datasets", help="list datasets and whether they are installed",
                        description="List the datasets hypernas reads, and how to install them.")
     p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("pretrained", help="list the hypernetworks shipped with hypernas",
+                       description="List the hypernetworks shipped for built-in spaces: the "
+                                   "setup each serves, its training and the command that "
+                                   "trains it again.")
+    p.set_defaults(func=cmd_pretrained)
     return parser
 
 

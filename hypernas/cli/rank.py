@@ -36,8 +36,21 @@ def cmd_train(args: argparse.Namespace) -> int:
                     hypernet=HyperNetConfig(backbone=args.backbone, dim=args.dim,
                                             samples=args.samples),
                     train=train)
+    if args.pretrained:
+        from ..ranking.pretrained import available, find_pretrained
+
+        pre = find_pretrained(cfg)
+        if pre is None:
+            shipped = "; ".join(f"{p.name} (`{p.card['command'].split(' --steps')[0]}`)"
+                                for p in available()) or "none"
+            raise HypernasError("no shipped hypernetwork matches this space, settings, data, "
+                                f"resolution and hypernetwork; shipped: {shipped}")
+        cfg = RunConfig.from_dict(pre.config_dict)
     loaded = start_run(Run(args.run), cfg)
     console = _console()
+    if loaded.config.pretrained:
+        console.print(f"run [bold]{args.run}[/] starts from the shipped hypernetwork "
+                      f"[bold]{loaded.config.pretrained}[/] ({loaded.config.train.steps:,} steps)")
     console.print(f"run [bold]{args.run}[/]: {loaded.space.name} on {loaded.data.name} "
                   f"{'x'.join(map(str, loaded.data.input_shape))}, hypernet "
                   f"{loaded.config.hypernet.backbone} -> {loaded.run.path}")

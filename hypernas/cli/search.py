@@ -60,7 +60,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                        resolution=args.resolution, budget_minutes=args.budget,
                        candidates=args.n, top=args.top, trials=args.trials,
                        finalists=args.finalists, workers=args.workers, address=args.address,
-                       formats=formats, name=args.run, seed=args.seed)
+                       formats=formats, name=args.run, seed=args.seed,
+                       pretrained=args.pretrained)
     _check_ray_args(args, "K (the number of scoring actors)")
     console, err = _console(), _console(stderr=True)
     last_log = {"step": 0}
@@ -68,6 +69,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     def on_event(stage: str, info: dict[str, Any]) -> None:
         if stage == "train":
             console.print(f"[1/5] training the hypernetwork for {info['minutes']:.1f} min "
+                          f"-> {info['run']}", markup=False)
+        elif stage == "pretrained":
+            console.print(f"[1/5] ranking with the shipped hypernetwork {info['name']} (trained "
+                          f"{info['steps']:,} steps; --no-pretrained trains the search's own) "
                           f"-> {info['run']}", markup=False)
         elif stage == "train-step":
             if info["step"] - last_log["step"] >= 100:

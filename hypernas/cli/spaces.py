@@ -69,3 +69,22 @@ def cmd_datasets(args: argparse.Namespace) -> int:
                       d.description if d.available else d.hint)
     _console().print(table)
     return 0
+
+
+def cmd_pretrained(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from ..ranking.pretrained import available
+
+    table = Table(title="shipped hypernetworks (used by `hypernas search` where the setup matches)")
+    for col in ("name", "space", "settings", "data", "resolution", "trained", "trains again with"):
+        table.add_column(col)
+    for pre in available():
+        cfg, trained = pre.config, pre.card["trained"]
+        settings = ", ".join(f"{k}={v}" for k, v in cfg.space_settings.items()) or "defaults"
+        table.add_row(pre.name, cfg.space, settings, f"{cfg.data.name} (seed {cfg.data.seed})",
+                      str(cfg.resolution or "as stored"),
+                      f"{trained['steps']:,} steps, {trained['minutes']} min",
+                      pre.card["command"])
+    _console().print(table)
+    return 0

@@ -49,12 +49,14 @@ class RunConfig:
     hypernet: HyperNetConfig = HyperNetConfig()  # census filled in by start_run
     train: HyperTrainConfig = HyperTrainConfig()  # how the hypernetwork trains
     score: ScoreConfig = ScoreConfig()  # how candidates are scored
+    pretrained: str | None = None  # shipped hypernetwork the run starts from instead of
+    # training (``ranking.pretrained``); ``train`` is then the config that trained it
 
     def to_dict(self) -> dict[str, Any]:
         return {"space": self.space, "space_settings": dict(self.space_settings),
                 "data": self.data.to_dict(), "resolution": self.resolution,
                 "hypernet": self.hypernet.to_dict(), "train": self.train.to_dict(),
-                "score": self.score.to_dict()}
+                "score": self.score.to_dict(), "pretrained": self.pretrained}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
@@ -62,7 +64,8 @@ class RunConfig:
             return cls(space=d["space"], space_settings=dict(d.get("space_settings", {})),
                        data=DataConfig(**d["data"]), resolution=d.get("resolution"),
                        hypernet=HyperNetConfig.from_dict(d["hypernet"]),
-                       train=HyperTrainConfig(**d["train"]), score=ScoreConfig(**d["score"]))
+                       train=HyperTrainConfig(**d["train"]), score=ScoreConfig(**d["score"]),
+                       pretrained=d.get("pretrained"))
         except (KeyError, TypeError) as err:
             raise RunError(f"run config is incomplete or from another version ({err}); start a "
                            "new run") from None
@@ -105,7 +108,8 @@ def start_run(run: Run, cfg: RunConfig) -> LoadedRun:
                                    census=old.hypernet.census, slots=old.hypernet.slots)
         if dataclasses.replace(cfg, hypernet=hnet, train=old.train) != old:
             raise RunError(f"run {run.name!r} exists with a different setup (space, data, "
-                           f"hypernet or scoring); pick a new --run name or delete {run.path}")
+                           f"hypernet, scoring or shipped hypernetwork); pick a new --run name "
+                           f"or delete {run.path}")
         cfg = dataclasses.replace(old, train=cfg.train)
         space, data = materialise(cfg)
         run.write_config({**run.read_config(), "train": cfg.train.to_dict()})
@@ -128,7 +132,13 @@ def load_run(run: Run) -> LoadedRun:
 
 def train_run(lr: LoadedRun, on_log: Callable[[dict[str, Any]], None] | None = None,
               should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
-    """Train (or keep training) the run's hypernetwork; every logged row goes to the log file."""
+    """Train (or keep training) the run's hypernetwork; every logged row goes to the log file.
+    A run started from a shipped hypernetwork gets its weights as the checkpoint instead (it is
+    then trained to the end of its recorded config: nothing is left to do)."""
+    if lr.config.pretrained and not lr.run.checkpoint_path.exists():
+        from .pretrained import install
+
+        install(lr)
     torch.manual_seed(lr.config.train.seed)
     hnet = GraphHyperNetwork(lr.config.hypernet)
 

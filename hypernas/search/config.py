@@ -55,6 +55,8 @@ class SearchConfig:
     formats: tuple[str, ...] = ("safetensors", "onnx", "pt2")  # export formats
     name: str | None = None  # run name (default search-SPACE-DATA)
     seed: int = 0
+    pretrained: bool = True  # rank with the hypernetwork shipped for this space and data (if
+    # one matches: ranking.pretrained) and give its training share to screening and finalists
 
     def __post_init__(self) -> None:
         if self.budget_minutes <= 0:
@@ -82,12 +84,23 @@ class SearchConfig:
         return TRAIN_SHARE * self.budget_minutes
 
     def run_config(self) -> RunConfig:
+        """The run a search trains its own hypernetwork in (see :meth:`shipped_config`)."""
         settings = {**DEFAULT_SETTINGS.get(self.space, {}), **self.space_settings}
         return RunConfig(space=self.space, space_settings=settings,
                          data=DataConfig(name=self.data, seed=self.seed),
                          resolution=self.resolution or DEFAULT_RESOLUTION.get(self.data),
                          hypernet=HyperNetConfig(),
                          train=HyperTrainConfig(budget_minutes=self.train_minutes, seed=self.seed))
+
+    def shipped_config(self) -> RunConfig | None:
+        """With ``pretrained``, the run config of the shipped hypernetwork made for this search's
+        space, settings, data and resolution (its training included), else None."""
+        if not self.pretrained:
+            return None
+        from ..ranking.pretrained import find_pretrained
+
+        pre = find_pretrained(self.run_config())
+        return RunConfig.from_dict(pre.config_dict) if pre is not None else None
 
     def screen_config(self, budget_minutes: float | None = None) -> RefineConfig:
         """The screening study: the top in rank order, each trained from random weights for

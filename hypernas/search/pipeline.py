@@ -1,6 +1,8 @@
 """One search, end to end: train the hypernetwork, rank, screen the top, fit the finalists, export.
 
-1. train a graph hypernetwork over the space for a share of the budget;
+1. take the hypernetwork shipped with the package for this space, settings, data and resolution
+   (``ranking.pretrained``; trained once for far longer than a search can), or, where none is
+   shipped or ``pretrained=False``, train one over the space for a share of the budget;
 2. rank random candidates by the loss of their predicted weights;
 3. screen the top of that ranking, in rank order, with short real training from random weights
    (a refinement study in ``runs/<name>/study.db``) for what the budget leaves;
@@ -45,7 +47,7 @@ import optuna
 from ..errors import HypernasError
 from ..export.from_run import export_run
 from ..ranking.rank import rank_run
-from ..ranking.run import LoadedRun, start_run, train_run
+from ..ranking.run import LoadedRun, RunConfig, start_run, train_run
 from ..refine.fit import fit_candidate
 from ..refine.optimize import refine_run
 from ..refine.study import completed, finished, open_study, trial_row
@@ -77,13 +79,18 @@ def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None
 
     begun = time.monotonic()
     run = Run(cfg.run)
-    loaded = start_run(run, cfg.run_config())
-    event("train", run=str(run.path), minutes=cfg.train_minutes)
+    loaded = start_run(run, _run_config(cfg, run))
+    shipped = loaded.config.pretrained
+    if shipped:
+        train = loaded.config.train
+        event("pretrained", run=str(run.path), name=shipped, steps=train.steps)
+    else:
+        event("train", run=str(run.path), minutes=cfg.train_minutes)
     summary = train_run(loaded, on_log=lambda row: event("train-step", **row))
     event("trained", **summary)
     started = time.monotonic()
     # training's share counts in full even when a resumed call found it done
-    spent = max(started - begun, 60 * cfg.train_minutes)
+    spent = max(started - begun, 0 if shipped else 60 * cfg.train_minutes)
     with contextlib.ExitStack() as held:
         if cfg.workers:  # one Ray session for ranking, screening and the finalists
             from ..cluster import ray_session
@@ -105,6 +112,14 @@ def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None
     ranked = sorted(ranking_rows(run, "hypernet").values(), key=lambda r: -r["score"])
     return {"run": run, "ranking": ranked, "best": best, "finalists": finalists, "export": out,
             "card": card}
+
+
+def _run_config(cfg: SearchConfig, run: Run) -> RunConfig:
+    """The shipped hypernetwork's run config where one matches (unless the run exists and
+    trained its own: a resumed search keeps what it started with), else the search's own."""
+    if run.exists() and not run.read_config().get("pretrained"):
+        return cfg.run_config()
+    return cfg.shipped_config() or cfg.run_config()
 
 
 def _screen(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],

@@ -1,0 +1,179 @@
+"""Shipped hypernetworks: the packaged one loads, matches its card and scores as recorded; a
+search ranks with a matching one instead of training, and everything else trains its own."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hypernas.cli import main
+from hypernas.data import DataConfig
+from hypernas.errors import HypernasError
+from hypernas.hypernet.trainer import load_checkpoint
+from hypernas.ranking import pretrained
+from hypernas.ranking.pretrained import (available, check_reference, find_pretrained,
+                                         get_pretrained, ship)
+from hypernas.ranking.run import RunConfig, load_run, start_run, train_run
+from hypernas.runs import Run
+from hypernas.search.config import SearchConfig
+
+FASHION_DIR = Path(os.environ.get("HYPERNAS_FASHION_MNIST_DIR")
+                   or "/usr/share/datasets/fashion-mnist")
+SHIPPED = "nb201-fashion-mnist-16"
+
+
+def _config(name: str) -> RunConfig:
+    return RunConfig.from_dict(get_pretrained(name).config_dict)
+
+
+def test_the_package_ships_a_hypernetwork_for_the_default_search():
+    pre = get_pretrained(SHIPPED)
+    assert [p.name for p in available()] == [SHIPPED]
+    cfg = RunConfig.from_dict(pre.config_dict)
+    assert (cfg.space, cfg.data.name, cfg.resolution, cfg.pretrained) == (
+        "nb201", "fashion-mnist", 16, SHIPPED)
+    assert cfg.train.steps == pre.card["trained"]["steps"]  # step-counted: reproducible
+    assert f"--steps {cfg.train.steps}" in pre.card["command"]
+    # the default search's own config ({"C": 16, "N": 1}) matches the card's ({"N": 1})
+    assert find_pretrained(SearchConfig().run_config()).name == SHIPPED
+    assert SearchConfig().shipped_config() == cfg
+    assert SearchConfig(pretrained=False).shipped_config() is None
+
+
+@pytest.mark.parametrize("change", [
+    dict(resolution=28), dict(data=DataConfig(name="fashion-mnist", seed=1)),
+    dict(space_settings={"C": 16, "N": 2}), dict(space="macro"),
+])
+def test_a_different_setup_finds_no_shipped_hypernetwork(change):
+    cfg = dataclasses.replace(SearchConfig().run_config(), **change)
+    assert find_pretrained(cfg) is None
+
+
+def test_a_different_hypernetwork_finds_none_and_a_space_file_is_never_matched(tmp_path):
+    base = SearchConfig().run_config()
+    assert find_pretrained(dataclasses.replace(
+        base, hypernet=dataclasses.replace(base.hypernet, dim=32))) is None
+    assert find_pretrained(dataclasses.replace(base, space=str(tmp_path / "nb201.py"))) is None
+    with pytest.raises(HypernasError, match="shipped: nb201-fashion-mnist-16"):
+        get_pretrained("nb201-cifar10")
+
+
+def test_the_shipped_weights_match_their_hash_and_hold_no_optimiser_state():
+    pre = get_pretrained(SHIPPED)
+    assert pretrained._sha256(pre.weights) == pre.card["sha256"]
+    tensors = load_file(str(pre.weights))
+    assert tensors and all(k.startswith("hnet.") for k in tensors)
+    hnet, opt_state, meta = load_checkpoint(pre.weights, _config(SHIPPED).hypernet)
+    assert opt_state == {} and meta["step"] == pre.card["trained"]["steps"]
+
+
+@pytest.fixture(scope="module")
+def shipped_run(tmp_path_factory):
+    if not all((FASHION_DIR / f).is_file() for f in ("train-images-idx3-ubyte.gz",
+                                                    "t10k-images-idx3-ubyte.gz")):
+        pytest.skip(f"Fashion-MNIST files not in {FASHION_DIR}; apt-get install "
+                    "dataset-fashion-mnist")
+    root = tmp_path_factory.mktemp("runs")
+    loaded = start_run(Run("shipped", root=root), _config(SHIPPED))
+    summary = train_run(loaded)
+    return loaded, summary
+
+
+def test_a_run_from_the_shipped_hypernetwork_installs_it_instead_of_training(shipped_run):
+    loaded, summary = shipped_run
+    pre = get_pretrained(SHIPPED)
+    assert summary["step"] == pre.card["trained"]["steps"]
+    assert not loaded.run.train_log_path.exists()  # not one training step
+    shipped = load_file(str(pre.weights))
+    installed = load_file(str(loaded.run.checkpoint_path))
+    assert shipped.keys() == installed.keys()
+    assert all(torch.equal(shipped[k], installed[k]) for k in shipped)
+    assert json.loads(Path(loaded.run.path / "config.json").read_text())["pretrained"] == SHIPPED
+    # reopened, it is the same run and stays trained
+    again = load_run(loaded.run)
+    assert again.config == loaded.config and train_run(again)["step"] == summary["step"]
+
+
+def test_the_shipped_hypernetwork_scores_its_reference_cells_as_recorded(shipped_run):
+    loaded, _ = shipped_run
+    result = check_reference(loaded, get_pretrained(SHIPPED))
+    assert len(result["again"]) == 5 and result["max_diff"] <= 1e-4
+    # the scores tell cells apart: a shuffled card would not pass
+    assert len({round(s, 3) for s in result["recorded"].values()}) == 5
+
+
+# ------------------------------------------------------------------ a shipped mlp on digits
+
+
+@pytest.fixture
+def tiny_shipped(tmp_path, monkeypatch):
+    """A hypernetwork for the mlp space on digits (default hypernet, 3 steps) shipped into a
+    temporary folder in place of the package's."""
+    monkeypatch.setenv("HYPERNAS_RUNS", str(tmp_path / "runs"))
+    assert main(["train", "mlp", "--data", "digits", "--set", "max_depth=2", "--steps", "3",
+                 "--meta-batch", "2", "--batch-size", "8", "--run", "src"]) == 0
+    shipped = tmp_path / "shipped"
+    monkeypatch.setattr(pretrained, "SHIPPED", shipped)
+    src = load_run(Run("src"))
+    cells = [c.encoding for c in src.space.sample_many(2, seed=0)]
+    ship(src, "mlp-digits", "hypernas train mlp ... --steps 3", cells, out_dir=shipped)
+    return shipped
+
+
+SEARCH = ["search", "mlp", "--data", "digits", "--set", "max_depth=2", "--budget", "0.05",
+          "--n", "6", "--top", "2", "--format", "safetensors"]
+
+
+def test_a_search_ranks_with_the_shipped_hypernetwork_and_says_so(tiny_shipped, capsys):
+    assert main([*SEARCH, "--run", "s"]) == 0
+    out = capsys.readouterr().out
+    assert "ranking with the shipped hypernetwork mlp-digits (trained 3 steps" in out
+    assert "training the hypernetwork" not in out
+    run = Run("s")
+    assert run.read_config()["pretrained"] == "mlp-digits"
+    assert not run.train_log_path.exists()
+    assert (run.exports_dir / "best" / "model_card.json").exists()
+    # run again (a resume): still the shipped one, nothing trained
+    assert main([*SEARCH, "--run", "s"]) == 0
+    assert not run.train_log_path.exists()
+
+
+def test_no_pretrained_trains_its_own_and_a_run_keeps_what_it_started_with(tiny_shipped, capsys):
+    assert main([*SEARCH, "--run", "own", "--no-pretrained"]) == 0
+    assert "training the hypernetwork" in capsys.readouterr().out
+    own = Run("own")
+    _, _, meta = load_checkpoint(own.checkpoint_path)
+    assert own.read_config()["pretrained"] is None and meta["step"] > 0
+    assert "pretrained" not in meta
+    # resumed without the flag, the search keeps its own hypernetwork
+    assert main([*SEARCH, "--run", "own"]) == 0
+    assert Run("own").read_config()["pretrained"] is None
+    # a run started from the shipped one refuses --no-pretrained instead of mixing the two
+    assert main([*SEARCH, "--run", "s"]) == 0
+    assert main([*SEARCH, "--run", "s", "--no-pretrained"]) == 2
+    assert "different setup" in capsys.readouterr().err
+
+
+def test_changed_shipped_weights_are_refused(tiny_shipped, tmp_path):
+    weights = tiny_shipped / "mlp-digits.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"00000000")
+    cfg = _config("mlp-digits")
+    with pytest.raises(HypernasError, match="does not match the hash on its card"):
+        train_run(start_run(Run("x", root=tmp_path / "other"), cfg))
+
+
+def test_shipping_needs_a_run_trained_to_its_step_count(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYPERNAS_RUNS", str(tmp_path))
+    assert main(["train", "mlp", "--data", "digits", "--set", "max_depth=2", "--budget",
+                 "0.001", "--meta-batch", "2", "--batch-size", "8", "--run", "timed"]) == 0
+    with pytest.raises(HypernasError, match="--steps N"):
+        ship(load_run(Run("timed")), "x", "cmd", [], out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    shutil.rmtree(tmp_path / "timed")

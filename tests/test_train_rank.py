@@ -226,3 +226,23 @@ def test_rank_on_ray_from_the_cli_matches_in_process_and_survives_kill_9(runs, c
     assert main(["rank", "t", *args]) == 0
     ids = [row["id"] for row in read_jsonl(path)]
     assert len(ids) == len(set(ids)) == 400
+
+
+def test_train_and_search_take_the_same_defaults_and_train_says_which(tmp_path, monkeypatch,
+                                                                     capsys):
+    from hypernas.search.config import SearchConfig
+
+    monkeypatch.setenv("HYPERNAS_RUNS", str(tmp_path))
+    argv = ["train", "nb201", "--data", "digits", "--steps", "1", "--meta-batch", "1",
+            "--batch-size", "4", "--dim", "8", "--samples", "1"]
+    assert main([*argv, "--run", "d"]) == 0
+    assert "defaults for nb201 on digits: C=16, N=1 (--set KEY=VALUE" in capsys.readouterr().out
+    trained = Run("d").read_config()
+    searched = SearchConfig(data="digits").run_config()
+    assert trained["space_settings"] == searched.space_settings == {"C": 16, "N": 1}
+    assert trained["resolution"] is searched.resolution is None  # digits: no default resize
+    assert SearchConfig().run_config().resolution == 16  # fashion-mnist: 16x16
+    # what the user gives wins, and then nothing is said about it
+    assert main([*argv, "--run", "e", "--set", "N=2", "--set", "C=8"]) == 0
+    assert "defaults for" not in capsys.readouterr().out
+    assert Run("e").read_config()["space_settings"] == {"C": 8, "N": 2}

@@ -25,14 +25,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..hypernet.trainer import HyperTrainConfig
     from ..ranking.run import RunConfig, start_run, train_run
     from ..runs.store import Run
+    from ..spaces.defaults import describe_defaults, with_defaults
 
     if args.budget is not None and args.steps is not None:
         raise HypernasError("give --budget MINUTES or --steps N, not both")
     train = HyperTrainConfig(steps=args.steps, budget_minutes=args.budget or 30.0,
                              meta_batch=args.meta_batch, large_draws=args.large_draws,
                              batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    cfg = RunConfig(space=args.space, space_settings=dict(_parse_setting(s) for s in args.set or []),
-                    data=DataConfig(name=args.data, seed=args.seed), resolution=args.resolution,
+    settings, resolution, picked = with_defaults(
+        args.space, args.data, dict(_parse_setting(s) for s in args.set or []), args.resolution)
+    cfg = RunConfig(space=args.space, space_settings=settings,
+                    data=DataConfig(name=args.data, seed=args.seed), resolution=resolution,
                     hypernet=HyperNetConfig(backbone=args.backbone, dim=args.dim,
                                             samples=args.samples),
                     train=train)
@@ -48,6 +51,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = RunConfig.from_dict(pre.config_dict)
     loaded = start_run(Run(args.run), cfg)
     console = _console()
+    told = describe_defaults(args.space, args.data, picked)
+    if told:
+        console.print(told, markup=False)
     if loaded.config.pretrained:
         console.print(f"run [bold]{args.run}[/] starts from the shipped hypernetwork "
                       f"[bold]{loaded.config.pretrained}[/] ({loaded.config.train.steps:,} steps)")

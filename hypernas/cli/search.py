@@ -52,6 +52,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from ..refine.study import refined_rows
     from ..search.config import SearchConfig
     from ..search.pipeline import run_search
+    from ..spaces.defaults import describe_defaults, with_defaults
     from .console import ranking_table
 
     formats = tuple(f for f in args.format.split(",") if f)
@@ -65,6 +66,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     _check_ray_args(args, "K (the number of scoring actors)")
     console, err = _console(), _console(stderr=True)
     last_log = {"step": 0}
+
+    told = describe_defaults(cfg.space, cfg.data, with_defaults(
+        cfg.space, cfg.data, cfg.space_settings, cfg.resolution)[2])
+    if told:
+        console.print(told, markup=False)
 
     def on_event(stage: str, info: dict[str, Any]) -> None:
         if stage == "train":

@@ -19,12 +19,11 @@ from ..hypernet.trainer import HyperTrainConfig
 from ..ranking.run import RunConfig
 from ..refine.plan import RefineConfig
 from ..refine.train import TrainConfig
+from ..spaces.defaults import with_defaults
 
-__all__ = ["SearchConfig", "TRAIN_SHARE", "DEFAULT_SETTINGS", "DEFAULT_RESOLUTION"]
+__all__ = ["SearchConfig", "TRAIN_SHARE"]
 
 TRAIN_SHARE = 0.45  # of the budget: hypernetwork training (ranking, screening, fit: the rest)
-DEFAULT_SETTINGS = {"nb201": {"C": 16, "N": 1}}
-DEFAULT_RESOLUTION = {"fashion-mnist": 16}
 
 
 @dataclass(frozen=True)
@@ -85,10 +84,11 @@ class SearchConfig:
 
     def run_config(self) -> RunConfig:
         """The run a search trains its own hypernetwork in (see :meth:`shipped_config`)."""
-        settings = {**DEFAULT_SETTINGS.get(self.space, {}), **self.space_settings}
+        settings, resolution, _ = with_defaults(self.space, self.data, self.space_settings,
+                                                self.resolution)
         return RunConfig(space=self.space, space_settings=settings,
                          data=DataConfig(name=self.data, seed=self.seed),
-                         resolution=self.resolution or DEFAULT_RESOLUTION.get(self.data),
+                         resolution=resolution,
                          hypernet=HyperNetConfig(),
                          train=HyperTrainConfig(budget_minutes=self.train_minutes, seed=self.seed))
 

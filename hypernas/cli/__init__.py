@@ -11,7 +11,7 @@ import os
 from typing import Callable, Sequence
 
 from ..errors import HypernasError
-from ._common import EXIT_USAGE, _add_space_args, _console
+from ._common import EXIT_USAGE, _add_budget_args, _add_space_args, _console
 from .rank import cmd_rank, cmd_train
 from .search import cmd_export, cmd_refine, cmd_search
 from .show import cmd_runs, cmd_show
@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=100, help="random candidates (default 100)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
     p.add_argument("--archs", metavar="FILE", help="file with one encoding per line")
+    _add_budget_args(p, "candidates (random ones are drawn within it; --archs lines over it "
+                        "are skipped)")
     p.add_argument("--scorer", default="hypernet",
                    help="hypernet | params | synflow | naswot | jacob_cov | snip | grad_norm")
     p.add_argument("--proxies", default="", metavar="A,B",
@@ -139,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-init", action="store_true",
                    help="start trials from random weights instead of predicted ones")
     p.add_argument("--ranking", metavar="LABEL", help="which ranking (default: hypernet)")
+    _add_budget_args(p, "ranked candidates and mutants")
     p.add_argument("--workers", type=int, metavar="W",
                    help="train W trials at once on Ray (a private local Ray unless --address)")
     p.add_argument("--address", metavar="HOST:PORT", help="a running Ray cluster (with --workers)")
@@ -182,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rank, screen and train the finalists on Ray with K workers")
     p.add_argument("--address", metavar="HOST:PORT", help="a running Ray cluster (with --workers)")
     p.add_argument("--format", default="safetensors,onnx,pt2", help="export formats")
+    _add_budget_args(p, "candidates (drawn within it, and their mutants)")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                    help="train the search's own hypernetwork even where one is shipped for the "
                         "space and data (the default NB201 / Fashion-MNIST search ranks with "

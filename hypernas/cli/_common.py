@@ -77,6 +77,20 @@ def _check_ray_args(args: argparse.Namespace, workers: str) -> None:
         raise HypernasError(f"--address needs --workers {workers}")
 
 
+def _add_budget_args(p: argparse.ArgumentParser, what: str) -> None:
+    """``--max-params`` and ``--max-macs`` (they combine)."""
+    p.add_argument("--max-params", type=int, metavar="N",
+                   help=f"only {what} with at most N parameters")
+    p.add_argument("--max-macs", type=int, metavar="N",
+                   help=f"only {what} with at most N multiply-accumulates per image")
+
+
+def _budget(args: argparse.Namespace):
+    from ..spaces.budget import Budget
+
+    return Budget(max_params=args.max_params, max_macs=args.max_macs)
+
+
 def _add_space_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("space", help="search space name (see `hypernas spaces`) or path to a .py file")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",

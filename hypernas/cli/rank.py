@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import json
 import sys
@@ -12,7 +13,7 @@ from typing import Any, Callable
 from rich.console import Console
 
 from ..errors import HypernasError
-from ._common import _check_ray_args, _console, _json_fields, _parse_setting
+from ._common import _budget, _check_ray_args, _console, _json_fields, _parse_setting
 
 __all__ = ["cmd_rank", "cmd_train"]
 
@@ -132,12 +133,19 @@ def cmd_rank(args: argparse.Namespace) -> int:
     from ..ranking.run import load_run
     from ..runs.rankings import ranking_rows
     from ..runs.store import Run
+    from ..spaces.budget import sample_within
     from .console import ranking_table
 
     loaded = load_run(Run(args.run))
     err = _console(stderr=True)
+    budget = _budget(args)
     if args.archs:
         lines = read_archs(loaded.space, args.archs)
+        if budget:
+            lines = [dataclasses.replace(l, candidate=None, error=f"over the budget "
+                                         f"({budget.describe()})")
+                     if l.candidate is not None and not budget.fits(l.candidate.graph) else l
+                     for l in lines]
         for bad in (l for l in lines if l.error):
             err.print(f"{args.archs}:{bad.line}: skipped: {bad.error}", markup=False,
                       soft_wrap=True)
@@ -147,7 +155,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     else:
         if args.n < 1:
             raise HypernasError(f"--n must be at least 1, got {args.n}")
-        cands = loaded.space.sample_many(args.n, seed=args.seed)
+        cands = sample_within(loaded.space, budget, args.n, seed=args.seed)
     scorers = [args.scorer] + [p for p in (args.proxies.split(",") if args.proxies else [])
                                if p and p != args.scorer]
     labels = {s: s for s in scorers}

@@ -18,7 +18,8 @@ def cmd_refine(args: argparse.Namespace) -> int:
 
     cfg = RefineConfig(top=args.top, trials=args.trials, max_epochs=args.max_epochs,
                        mutations=args.mutations, warm_start=not args.random_init,
-                       ranking=args.ranking, budget_minutes=args.budget, seed=args.seed)
+                       ranking=args.ranking, budget_minutes=args.budget, seed=args.seed,
+                       max_params=args.max_params, max_macs=args.max_macs)
     loaded = load_run(Run(args.run))
     console = _console()
 
@@ -62,7 +63,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                        candidates=args.n, top=args.top, trials=args.trials,
                        finalists=args.finalists, workers=args.workers, address=args.address,
                        formats=formats, name=args.run, seed=args.seed,
-                       pretrained=args.pretrained)
+                       pretrained=args.pretrained, max_params=args.max_params,
+                       max_macs=args.max_macs)
     _check_ray_args(args, "K (the number of scoring actors)")
     console, err = _console(), _console(stderr=True)
     last_log = {"step": 0}
@@ -87,6 +89,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                           f"{info['acc']:.3f}", markup=False)
         elif stage == "rank":
             console.print(f"[2/5] ranking {info['candidates']} candidates"
+                          + (f" within {info['budget']}" if info["budget"] != "no budget" else "")
                           + (f" on {info['workers']} Ray workers" if info["workers"] else ""),
                           markup=False)
         elif stage == "refine":

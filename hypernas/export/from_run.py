@@ -25,11 +25,12 @@ __all__ = ["export_run"]
 
 def export_run(run: Run, out: str | Path, arch: str | None = None,
                formats: Sequence[str] = ("safetensors", "onnx", "pt2"),
-               force: bool = False, trial: int | None = None) -> dict[str, Any]:
+               force: bool = False, trial: int | None = None,
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Export the run's best refined candidate (or the refined candidate ``arch``, an id or a
     unique prefix, or the finished trial number ``trial``) with a model card: space, encoding,
     id, every ranking's score, the training recipe, validation accuracy from the study and test
-    accuracy measured now."""
+    accuracy measured now, plus the fields of ``extra`` (a search adds its budget)."""
     rows = refined_rows(run)
     if trial is not None:
         chosen = trial_row(run, trial)
@@ -61,6 +62,6 @@ def export_run(run: Run, out: str | Path, arch: str | None = None,
             # evaluation's own noise, not the (larger) difference a second training would make
             "val_images": len(loaded.data.val), "test_images": len(loaded.data.test),
             "val_acc_se": accuracy_se(chosen["val_acc"], len(loaded.data.val)),
-            "test_acc_se": accuracy_se(test_acc, len(loaded.data.test))}
+            "test_acc_se": accuracy_se(test_acc, len(loaded.data.test)), **(extra or {})}
     example = loaded.data.test.x[:8]
     return export_model(net, out, card, formats=formats, example=example, force=force)

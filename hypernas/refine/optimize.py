@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import optuna
 
+from ..errors import HypernasError
 from ..ranking.run import LoadedRun
 from ..runs.rankings import ranked_rows
 from .fit import initial_network, warm_start_hypernet
@@ -41,6 +42,12 @@ def refine_run(loaded: LoadedRun, cfg: RefineConfig,
 
     run = loaded.run
     rows = ranked_rows(run, cfg.ranking)  # all of them: a retried trial may name a lower rank
+    if cfg.budget:
+        rows = [r for r in rows if cfg.budget.fits_row(r)]
+        if not rows:
+            raise HypernasError(f"no ranked candidate of run {run.name} fits "
+                                f"{cfg.budget.describe()}; rank candidates within it first "
+                                "(hypernas rank RUN --n N --max-params P)")
     hnet = warm_start_hypernet(loaded, cfg.warm_start)
     with run_lock(run):
         study = open_study(run, cfg.seed)

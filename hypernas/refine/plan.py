@@ -16,6 +16,7 @@ import optuna
 from ..errors import HypernasError
 from ..graphs.network import count_params
 from ..ranking.run import LoadedRun
+from ..spaces.budget import Budget
 from ..spaces.space import Candidate
 from .train import TrainConfig
 
@@ -39,6 +40,12 @@ class RefineConfig:
     budget_minutes: float | None = None  # no new trial starts after this long (None: no limit)
     prune: bool = True  # stop trials whose accuracy falls below the median after epoch 2+
     seed: int = 0  # sampler, weight init, batch order
+    max_params: int | None = None  # only candidates within these (ranked bases and mutants)
+    max_macs: int | None = None
+
+    @property
+    def budget(self) -> Budget:
+        return Budget(self.max_params, self.max_macs)
 
     def __post_init__(self) -> None:
         for key in ("top", "trials", "max_epochs"):
@@ -49,6 +56,7 @@ class RefineConfig:
             raise HypernasError(f"--mutations must be 0 or more, got {self.mutations}")
         if self.budget_minutes is not None and self.budget_minutes <= 0:
             raise HypernasError(f"--budget must be positive minutes, got {self.budget_minutes}")
+        Budget(self.max_params, self.max_macs)  # refuses a limit that is not a positive int
 
     def seed_params(self, rank: int) -> dict[str, Any]:
         """The parameters of the trial that seeds the ``rank``-th candidate: all epochs, and from
@@ -58,10 +66,21 @@ class RefineConfig:
                 "weight_decay": 5e-4, "epochs": self.max_epochs}
 
 
-def trial_candidate(loaded: LoadedRun, base_encoding: str, mutation: int) -> Candidate:
-    """The candidate a trial trains: the base, or its ``mutation``-th neighbour."""
+MUTANT_TRIES = 20  # neighbours tried for one within the budget before the base is kept
+
+
+def trial_candidate(loaded: LoadedRun, base_encoding: str, mutation: int,
+                    budget: Budget = Budget()) -> Candidate:
+    """The candidate a trial trains: the base, or its ``mutation``-th neighbour (the first of
+    its seeded neighbours within ``budget``; the base when none of ``MUTANT_TRIES`` fits)."""
     base = loaded.space.replay(base_encoding)
-    return base if mutation == 0 else loaded.space.mutate(base, seed=mutation)
+    if mutation == 0:
+        return base
+    for k in range(MUTANT_TRIES):
+        cand = loaded.space.mutate(base, seed=mutation + 1_000_003 * k)
+        if budget.fits(cand.graph):
+            return cand
+    return base
 
 
 def seed_next(study: optuna.Study, rows: Sequence[dict[str, Any]], cfg: RefineConfig) -> None:
@@ -82,7 +101,7 @@ def plan_trial(trial: optuna.Trial, loaded: LoadedRun, rows: Sequence[dict[str, 
     """The trial's candidate and recipe, drawn from its parameters (recorded on the trial)."""
     base = rows[trial.suggest_int("rank", 1, min(cfg.top, len(rows))) - 1]
     mutation = trial.suggest_int("mutation", 0, cfg.mutations)
-    cand = trial_candidate(loaded, base["encoding"], mutation)
+    cand = trial_candidate(loaded, base["encoding"], mutation, cfg.budget)
     recipe = TrainConfig(epochs=trial.suggest_int("epochs", 1, cfg.max_epochs),
                          lr=trial.suggest_float("lr", *LR_RANGE, log=True),
                          weight_decay=trial.suggest_float("weight_decay", *WD_RANGE, log=True),

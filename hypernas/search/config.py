@@ -19,6 +19,7 @@ from ..hypernet.trainer import HyperTrainConfig
 from ..ranking.run import RunConfig
 from ..refine.plan import RefineConfig
 from ..refine.train import TrainConfig
+from ..spaces.budget import Budget
 from ..spaces.defaults import with_defaults
 
 __all__ = ["SearchConfig", "TRAIN_SHARE"]
@@ -54,6 +55,8 @@ class SearchConfig:
     formats: tuple[str, ...] = ("safetensors", "onnx", "pt2")  # export formats
     name: str | None = None  # run name (default search-SPACE-DATA)
     seed: int = 0
+    max_params: int | None = None  # only candidates within these limits are ranked, screened,
+    max_macs: int | None = None  # mutated and exported (multiply-accumulates per image)
     pretrained: bool = True  # rank with the hypernetwork shipped for this space and data (if
     # one matches: ranking.pretrained) and give its training share to screening and finalists
 
@@ -68,6 +71,7 @@ class SearchConfig:
                 raise HypernasError(f"{flag} must be at least 1, got {getattr(self, key)}")
         if self.trials is not None and self.trials < 1:
             raise HypernasError(f"--trials must be at least 1, got {self.trials}")
+        Budget(self.max_params, self.max_macs)  # refuses a limit that is not a positive int
 
     @property
     def run(self) -> str:
@@ -102,6 +106,10 @@ class SearchConfig:
         pre = find_pretrained(self.run_config())
         return RunConfig.from_dict(pre.config_dict) if pre is not None else None
 
+    @property
+    def budget(self) -> Budget:
+        return Budget(self.max_params, self.max_macs)
+
     def screen_config(self, budget_minutes: float | None = None) -> RefineConfig:
         """The screening study: the top in rank order, each trained from random weights for
         ``screen_epochs`` on ``screen_train_size`` images at NB201's learning rate, every one to
@@ -109,7 +117,7 @@ class SearchConfig:
         return RefineConfig(top=self.screen_top, trials=self.trials or self.screen_top,
                             max_epochs=self.screen_epochs, train_size=self.screen_train_size,
                             warm_start=False, prune=False, budget_minutes=budget_minutes,
-                            seed=self.seed)
+                            seed=self.seed, max_params=self.max_params, max_macs=self.max_macs)
 
     def fit_recipe(self, resolution: int | None) -> TrainConfig:
         return TrainConfig(epochs=self.fit_epochs, lr=self.fit_lr, train_size=self.fit_train_size,

@@ -54,6 +54,7 @@ from ..refine.study import completed, finished, open_study, trial_row
 from ..refine.train import TrainConfig
 from ..runs.rankings import ranking_rows
 from ..runs.store import Run
+from ..spaces.budget import fits_space, sample_within
 from . import timing
 from .config import SearchConfig
 
@@ -80,6 +81,7 @@ def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None
     begun = time.monotonic()
     run = Run(cfg.run)
     loaded = start_run(run, _run_config(cfg, run))
+    fits_space(loaded.space, cfg.budget)  # before any training: a budget nothing meets
     shipped = loaded.config.pretrained
     if shipped:
         train = loaded.config.train
@@ -96,8 +98,8 @@ def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None
             from ..cluster import ray_session
 
             held.enter_context(ray_session(cfg.address, cfg.workers))
-        cands = loaded.space.sample_many(cfg.candidates, seed=cfg.seed)
-        event("rank", candidates=len(cands), workers=cfg.workers)
+        cands = sample_within(loaded.space, cfg.budget, cfg.candidates, seed=cfg.seed)
+        event("rank", candidates=len(cands), workers=cfg.workers, budget=cfg.budget.describe())
         _rank(loaded, cands, cfg, lambda rows: event("ranked-rows", rows=len(rows)))
 
         def elapsed() -> float:  # minutes
@@ -268,4 +270,5 @@ def _export(run: Run, out: Path, best: dict[str, Any], cfg: SearchConfig) -> dic
                 return card
         except json.JSONDecodeError:
             pass
-    return export_run(run, out, trial=best["trial"], formats=cfg.formats, force=True)
+    extra = {"budget": cfg.budget.to_dict()} if cfg.budget else None
+    return export_run(run, out, trial=best["trial"], formats=cfg.formats, force=True, extra=extra)

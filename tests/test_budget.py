@@ -1,0 +1,152 @@
+"""Budgets: candidates drawn within parameter and MAC limits, and budgets that cannot be met."""
+
+from __future__ import annotations
+
+import pytest
+
+from hypernas.graphs.network import count_macs, count_params
+from hypernas.spaces import load_space
+from hypernas.spaces.budget import Budget, BudgetError, cheapest, sample_within
+
+SPACES = {
+    "macro": dict(input_shape=(1, 16, 16), num_classes=10),
+    "nb201": dict(input_shape=(1, 16, 16), N=1),
+    "mlp": dict(input_shape=(1, 8, 8), max_depth=2),
+}
+
+
+def _costs(cands):
+    return [(count_params(c.graph), count_macs(c.graph)) for c in cands]
+
+
+@pytest.mark.parametrize("name, budget", [
+    ("macro", Budget(max_params=30_000)),
+    ("macro", Budget(max_params=40_000, max_macs=2_000_000)),
+    ("nb201", Budget(max_params=90_000)),
+    ("nb201", Budget(max_macs=2_000_000)),
+    ("mlp", Budget(max_params=3_000)),
+])
+def test_every_candidate_drawn_fits_the_budget_and_the_draws_spread(name, budget):
+    space = load_space(name, **SPACES[name])
+    cands = sample_within(space, budget, 12, seed=0)
+    assert len({c.id for c in cands}) == 12
+    for params, macs in _costs(cands):
+        assert params <= (budget.max_params or params) and macs <= (budget.max_macs or macs)
+    # not a handful of minimal networks: the draws reach towards the limit
+    limit, metric = next(iter(budget.limits.items())), 0 if budget.max_params else 1
+    assert max(c[metric] for c in _costs(cands)) > 0.75 * limit[1]
+    assert sample_within(space, budget, 12, seed=0) == cands  # seeded
+    assert [c.encoding for c in sample_within(space, budget, 12, seed=1)] != [
+        c.encoding for c in cands]
+
+
+def test_a_tight_budget_finds_the_few_that_fit():
+    space = load_space("macro", **SPACES["macro"])
+    least = count_params(cheapest(space, "params").graph)
+    uniform = [count_params(c.graph) for c in space.sample_many(300, seed=0)]
+    limit = least + 4_000
+    assert sum(p <= limit for p in uniform) <= 3  # rejection would need hundreds of draws
+    cands = sample_within(space, Budget(max_params=limit), 5, seed=0)
+    assert all(count_params(c.graph) <= limit for c in cands)
+
+
+def test_a_budget_no_candidate_meets_is_refused_with_the_smallest_value():
+    space = load_space("nb201", **SPACES["nb201"])
+    least = count_params(cheapest(space, "params").graph)
+    assert least <= min(count_params(c.graph) for c in space.sample_many(300, seed=0))
+    assert least == count_params(space.replay("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+                                              ).graph)
+    with pytest.raises(BudgetError, match=f"raise --max-params to at least {least:,}"):
+        sample_within(space, Budget(max_params=least - 1), 3)
+    assert len(sample_within(space, Budget(max_params=least), 1)) == 1
+    with pytest.raises(BudgetError, match="--max-macs"):
+        sample_within(space, Budget(max_macs=10), 3)
+
+
+@pytest.mark.parametrize("value", [0, -5, 2.5, "many"])
+def test_a_budget_must_be_a_positive_whole_number(value):
+    with pytest.raises(BudgetError, match="--max-params must be a positive whole number"):
+        Budget(max_params=value)
+
+
+def test_no_budget_is_plain_sampling():
+    space = load_space("mlp", **SPACES["mlp"])
+    assert not Budget()
+    assert sample_within(space, Budget(), 5, seed=3) == space.sample_many(5, seed=3)
+    assert Budget(max_params=10, max_macs=20).describe() == "params <= 10, macs <= 20"
+
+
+# ------------------------------------------------------------------ the commands, on a tiny space
+
+from hypernas.cli import main  # noqa: E402
+from hypernas.runs import Run  # noqa: E402
+
+TINY = ["mlp", "--data", "digits", "--set", "max_depth=2"]
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYPERNAS_RUNS", str(tmp_path))
+    assert main(["train", *TINY, "--meta-batch", "2", "--batch-size", "8", "--dim", "8",
+                 "--samples", "2", "--run", "t", "--steps", "2"]) == 0
+    return tmp_path
+
+
+def test_rank_draws_within_the_budget_and_skips_arch_lines_over_it(runs, capsys):
+    import json
+
+    assert main(["rank", "t", "--n", "8", "--max-params", "4000", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 8 and all(r["params"] <= 4000 for r in rows)
+    space = load_space("mlp", input_shape=(1, 8, 8), num_classes=10, max_depth=2)
+    small, large = sorted(space.sample_many(40, seed=5), key=lambda c: count_params(c.graph))[::39]
+    archs = runs / "archs.txt"
+    archs.write_text(f"{small.encoding}\n{large.encoding}\n")
+    limit = count_params(small.graph)
+    assert main(["rank", "t", "--archs", str(archs), "--max-params", str(limit), "--json"]) == 0
+    out = capsys.readouterr()
+    assert [json.loads(line)["id"] for line in out.out.splitlines()] == [small.id]
+    assert f"archs.txt:2: skipped: over the budget (params <= {limit:,})" in out.err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["rank", "t", "--max-params", "0"], "--max-params must be a positive whole number"),
+    (["rank", "t", "--max-macs", "-3"], "--max-macs must be a positive whole number"),
+    (["rank", "t", "--max-params", "1000"], "raise --max-params to at least 2,"),
+    (["refine", "t", "--max-params", "0"], "--max-params must be a positive whole number"),
+    (["search", *TINY, "--max-params", "1000", "--run", "s"], "raise --max-params to at least"),
+])
+def test_a_bad_budget_is_one_line_naming_the_fix(runs, argv, words, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert not (runs / "s" / "checkpoints").exists()  # refused before any training
+
+
+def test_refine_keeps_to_the_ranked_candidates_within_the_budget(runs, capsys):
+    import json
+
+    assert main(["rank", "t", "--n", "10", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    limit = sorted(r["params"] for r in rows)[4]
+    assert main(["refine", "t", "--top", "3", "--trials", "4", "--max-epochs", "1",
+                 "--mutations", "2", "--max-params", str(limit)]) == 0
+    from hypernas.refine.study import open_study
+
+    trials = open_study(Run("t"), create=False).trials
+    assert len(trials) >= 4 and all(t.user_attrs["params"] <= limit for t in trials)
+    assert main(["refine", "t", "--max-params", "2500"]) == 2
+    assert "no ranked candidate of run t fits params <= 2,500" in capsys.readouterr().err
+
+
+def test_a_search_under_a_budget_exports_a_winner_within_it(tmp_path, monkeypatch, capsys):
+    import json
+
+    monkeypatch.setenv("HYPERNAS_RUNS", str(tmp_path))
+    assert main(["search", *TINY, "--budget", "0.05", "--n", "6", "--top", "2",
+                 "--format", "safetensors", "--run", "s", "--max-params", "4000"]) == 0
+    assert "ranking 6 candidates within params <= 4,000" in capsys.readouterr().out
+    card = json.loads((Run("s").exports_dir / "best" / "model_card.json").read_text())
+    assert card["budget"] == {"max_params": 4000, "max_macs": None}
+    space = load_space("mlp", input_shape=(1, 8, 8), num_classes=10, max_depth=2)
+    assert count_params(space.replay(card["encoding"]).graph) <= 4000

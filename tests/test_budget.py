@@ -150,3 +150,51 @@ def test_a_search_under_a_budget_exports_a_winner_within_it(tmp_path, monkeypatc
     assert card["budget"] == {"max_params": 4000, "max_macs": None}
     space = load_space("mlp", input_shape=(1, 8, 8), num_classes=10, max_depth=2)
     assert count_params(space.replay(card["encoding"]).graph) <= 4000
+
+
+# ------------------------------------------------------------------ the Pareto front
+
+
+def _dominated(row, rows, cost):
+    return any(o[cost] <= row[cost] and o["score"] >= row["score"]
+               and (o[cost] < row[cost] or o["score"] > row["score"]) for o in rows)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_pareto_front_is_exactly_the_non_dominated_rows(seed):
+    import random
+
+    from hypernas.runs.rankings import pareto_front
+
+    rng = random.Random(seed)
+    # few distinct costs and scores, so ties in either are common
+    rows = [{"id": f"c{i}", "params": rng.choice([10, 20, 30, 40, 50]),
+             "macs": rng.randrange(100), "score": rng.choice([-0.5, -0.4, -0.3, -0.2])}
+            for i in range(40)]
+    for cost in ("params", "macs"):
+        front = pareto_front(rows, cost)
+        brute = {r["id"] for r in rows if not _dominated(r, rows, cost)}
+        # rows equal in both cost and score: one stands for all of them
+        assert {(r[cost], r["score"]) for r in front} == {
+            (r[cost], r["score"]) for r in rows if r["id"] in brute}
+        assert len(front) == len({(r[cost], r["score"]) for r in front})
+        assert [r[cost] for r in front] == sorted(r[cost] for r in front)
+        assert [r["score"] for r in front] == sorted(r["score"] for r in front)
+
+
+def test_show_pareto_prints_the_front_and_a_plot_and_json_marks_it(runs, capsys):
+    import json
+
+    assert main(["rank", "t", "--n", "12", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert main(["show", "t", "--pareto", "--json"]) == 0
+    front = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {r["id"] for r in front} == {r["id"] for r in rows if not _dominated(r, rows, "params")}
+    assert [r["pareto"]["place"] for r in front] == list(range(1, len(front) + 1))
+    assert all(r["pareto"]["x"] == "params" and r["pareto"]["of"] == len(front) for r in front)
+    assert main(["show", "t", "--pareto", "--x", "macs"]) == 0
+    out = capsys.readouterr().out
+    assert "no other beats on both" in out and "●" in out and "macs" in out
+    assert main(["show", "t", "--pareto", "--max-params", "10"]) == 2
+    assert "no ranked candidate to put on a Pareto front within the filters" in (
+        capsys.readouterr().err)

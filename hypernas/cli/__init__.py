@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-params", type=int, metavar="N", help="only candidates with <= N params")
     p.add_argument("--min-params", type=int, metavar="N", help="only candidates with >= N params")
     p.add_argument("--max-macs", type=int, metavar="N", help="only candidates with <= N MACs")
+    p.add_argument("--pareto", action="store_true",
+                   help="only the non-dominated candidates: the best score each cost buys "
+                        "(table and plot; --json adds a pareto field)")
+    p.add_argument("--x", default="params", choices=("params", "macs"),
+                   help="the cost on the Pareto front's x axis (params)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_show)
 

@@ -18,7 +18,7 @@ from ..graphs.network import param_shapes
 from ..spaces.space import Candidate, SearchSpace
 
 __all__ = ["spaces_table", "candidates_table", "arch_tree", "ranking_table", "runs_table",
-           "scores_table", "format_count", "format_bytes", "format_score"]
+           "scores_table", "format_count", "format_bytes", "format_score", "pareto_plot"]
 
 
 def format_score(score: float, spread: float = 0.0) -> str:
@@ -188,3 +188,42 @@ def scores_table(scores: dict[str, dict[str, Any]]) -> Table:
     for label, s in scores.items():
         table.add_row(label, format_score(s["score"], s["spread"]), f"{s['rank']} of {s['of']}")
     return table
+
+
+def pareto_plot(rows: list[dict[str, Any]], front: list[dict[str, Any]], cost: str,
+                width: int = 64, height: int = 16) -> Text:
+    """Score against ``cost`` as a character plot: ``·`` every row, ``●`` the front (log-scaled
+    x when the costs span more than a factor of ten)."""
+    usable = [r for r in rows if r.get(cost) is not None and r.get("score") is not None]
+    if not usable:
+        return Text("(nothing to plot)")
+    xs, ys = [r[cost] for r in usable], [r["score"] for r in usable]
+    log = min(xs) > 0 and max(xs) / min(xs) > 10
+    fx = (lambda v: math.log10(v)) if log else (lambda v: float(v))
+    x0, x1 = fx(min(xs)), fx(max(xs))
+    y0, y1 = min(ys), max(ys)
+    grid = [[" "] * width for _ in range(height)]
+
+    def put(row: dict[str, Any], mark: str) -> None:
+        col = round((fx(row[cost]) - x0) / ((x1 - x0) or 1) * (width - 1))
+        line = round((y1 - row["score"]) / ((y1 - y0) or 1) * (height - 1))
+        grid[line][col] = mark
+
+    for row in usable:
+        put(row, "·")
+    for row in front:
+        put(row, "●")
+    label_w = max(len(f"{y1:.4g}"), len(f"{y0:.4g}"))
+    lines = []
+    for i, chars in enumerate(grid):
+        label = f"{y1:.4g}" if i == 0 else f"{y0:.4g}" if i == height - 1 else ""
+        lines.append(f"{label:>{label_w}} │{''.join(chars)}")
+    lines.append(" " * label_w + " └" + "─" * width)
+    left, right = format_count(min(xs)), format_count(max(xs))
+    axis = f"{cost}{' (log scale)' if log else ''}"
+    gap = max(1, width - len(left) - len(right) - len(axis))
+    lines.append(" " * (label_w + 2) + left + " " * (gap // 2) + axis
+                 + " " * (gap - gap // 2) + right)
+    text = Text("\n".join(lines))
+    text.highlight_regex("●", "bold green")
+    return text

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from ..errors import HypernasError
 from ._common import _console, _json_fields
 
 __all__ = ["cmd_runs", "cmd_show"]
@@ -34,6 +35,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         console.print(scores_table(scores))
         return 0
     rows = ranked_rows(run, args.ranking)
+    if args.pareto:
+        return _show_pareto(args, run, rows)
     picked = select_rows(rows, sort=args.sort, descending=args.desc, top=args.top,
                          max_params=args.max_params, min_params=args.min_params,
                          max_macs=args.max_macs)
@@ -48,6 +51,32 @@ def cmd_show(args: argparse.Namespace) -> int:
     extra = {"trained val acc": trained} if trained else None
     _console().print(ranking_table(picked, extra, title=f"{args.run}: {len(picked)} of {len(rows)} "
                                                  f"candidates ({label}), by {args.sort}"))
+    return 0
+
+
+def _show_pareto(args: argparse.Namespace, run, rows: list[dict]) -> int:
+    from ..runs.rankings import default_label, pareto_front, select_rows
+    from .console import pareto_plot, ranking_table
+
+    kept = select_rows(rows, max_params=args.max_params, min_params=args.min_params,
+                       max_macs=args.max_macs)
+    if not kept:
+        raise HypernasError(f"run {args.run} has no ranked candidate to put on a Pareto front"
+                            + (" within the filters" if len(rows) else "; rank some first "
+                               f"(hypernas rank {args.run} --n 200)"))
+    front = pareto_front(kept, args.x)
+    shown = front[:args.top] if args.top else front
+    if args.json:
+        for place, row in enumerate(shown, start=1):
+            sys.stdout.write(json.dumps({**_json_fields(row), "pareto": {
+                "x": args.x, "place": place, "of": len(front)}}) + "\n")
+        return 0
+    label = args.ranking or default_label(run)
+    console = _console()
+    console.print(ranking_table(shown, title=f"{args.run}: the {len(front)} of {len(kept)} "
+                                             f"candidates no other beats on both {label} score "
+                                             f"and {args.x}, cheapest first"))
+    console.print(pareto_plot(kept, front, args.x))
     return 0
 
 

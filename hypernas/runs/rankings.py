@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from .store import Run, RunError, read_jsonl
 
 __all__ = ["SORT_KEYS", "ranking_labels", "default_label", "ranking_rows", "ranked_rows",
-           "select_rows", "find_candidate", "scores_of"]
+           "select_rows", "find_candidate", "scores_of", "pareto_front", "PARETO_COSTS"]
 
 SORT_KEYS = ("rank", "score", "spread", "params", "macs", "id", "encoding")
 
@@ -81,6 +81,24 @@ def select_rows(rows: Sequence[dict[str, Any]], *, sort: str = "rank", descendin
     kept.sort(key=lambda r: (r.get(sort) is None, r.get(sort) if r.get(sort) is not None
                              else (0 if numeric else "")), reverse=descending)
     return kept[:top] if top is not None else kept
+
+
+PARETO_COSTS = ("params", "macs")  # what a Pareto front may put on its x axis
+
+
+def pareto_front(rows: Sequence[dict[str, Any]], cost: str = "params") -> list[dict[str, Any]]:
+    """The rows no other row dominates (one costing no more with a score at least as high,
+    better in one of the two), cheapest first: the best score each cost can buy. Of rows equal
+    in both, the first by id stands for them."""
+    if cost not in PARETO_COSTS:
+        raise RunError(f"cannot put {cost!r} on a Pareto front's x axis; use one of "
+                       f"{', '.join(PARETO_COSTS)}")
+    usable = [r for r in rows if r.get(cost) is not None and r.get("score") is not None]
+    front: list[dict[str, Any]] = []
+    for row in sorted(usable, key=lambda r: (r[cost], -r["score"], r["id"])):
+        if not front or row["score"] > front[-1]["score"]:
+            front.append(row)
+    return front
 
 
 def find_candidate(run: Run, arch: str) -> tuple[str, str]:

@@ -246,3 +246,20 @@ def test_train_and_search_take_the_same_defaults_and_train_says_which(tmp_path, 
     assert main([*argv, "--run", "e", "--set", "N=2", "--set", "C=8"]) == 0
     assert "defaults for" not in capsys.readouterr().out
     assert Run("e").read_config()["space_settings"] == {"C": 8, "N": 2}
+
+
+def test_a_hypernetwork_at_chance_is_said_loudly_by_train_and_rank(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HYPERNAS_RUNS", str(tmp_path))
+    # ten steps (one logged row) at a learning rate of ~0: the weights stay at their start
+    assert main(["train", *TINY, "--run", "c", "--steps", "10", "--lr", "1e-9"]) == 0
+    assert "would be noise" in capsys.readouterr().err
+    assert main(["rank", "c", "--n", "6"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the hypernetwork is no better than chance on these 6 candidates" in err
+    assert "this ranking is noise" in err
+    # a trained one is not flagged
+    assert main(["train", *TINY, "--run", "ok", "--steps", "60", "--lr", "1e-2"]) == 0
+    out = capsys.readouterr()
+    assert "no better than chance" not in out.err and "would be noise" not in out.err
+    assert main(["rank", "ok", "--n", "6"]) == 0
+    assert "no better than chance" not in capsys.readouterr().err

@@ -25,7 +25,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..hypernet.model import HyperNetConfig
     from ..hypernet.trainer import HyperTrainConfig
     from ..ranking.run import RunConfig, start_run, train_run
-    from ..runs.store import Run
+    from ..ranking.scoring import CHANCE_FACTOR
+    from ..runs.store import Run, read_jsonl
     from ..spaces.defaults import describe_defaults, with_defaults
 
     if args.budget is not None and args.steps is not None:
@@ -79,6 +80,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     console.print(f"trained to step {summary['step']} in {summary['elapsed'] / 60:.1f} min "
                   f"({summary['nan_skipped']} non-finite steps skipped); checkpoint "
                   f"{loaded.run.checkpoint_path}")
+    last = list(read_jsonl(loaded.run.train_log_path))[-1:]
+    chance = 1 / loaded.data.num_classes
+    if last and last[0]["acc"] < CHANCE_FACTOR * chance:
+        _console(stderr=True).print(
+            f"warning: after {summary['step']} steps the hypernetwork's training accuracy is "
+            f"{last[0]['acc']:.3f} (chance {chance:.3f}): a ranking from it would be noise; "
+            f"train longer (the same command with a larger --budget or --steps resumes)",
+            style="bold yellow", markup=False, soft_wrap=True)
     return 0
 
 
@@ -131,6 +140,7 @@ def _rank_live(console: Console, title: str, total: int, top: int = 10):
 def cmd_rank(args: argparse.Namespace) -> int:
     from ..ranking.rank import rank_run, read_archs
     from ..ranking.run import load_run
+    from ..ranking.scoring import chance_warning
     from ..runs.rankings import ranking_rows
     from ..runs.store import Run
     from ..spaces.budget import sample_within
@@ -183,6 +193,11 @@ def cmd_rank(args: argparse.Namespace) -> int:
             rankings[scorer] = rank(loaded, cands, scorer, label=label,
                                     on_rows=lambda rows, l=label: feed.add(l, rows))
     main = rankings[args.scorer]
+    if args.scorer == "hypernet":
+        warning = chance_warning([main[c.id] for c in cands], loaded.data.num_classes)
+        if warning:
+            err.print(f"warning: {warning}", style="bold yellow", markup=False,
+                      soft_wrap=True)
     if args.archs:
         rows = [{**main[l.candidate.id], "line": l.line, "encoding": l.text}
                 for l in lines if l.candidate is not None]

@@ -82,6 +82,9 @@ def cmd_search(args: argparse.Namespace) -> int:
             console.print(f"[1/5] ranking with the shipped hypernetwork {info['name']} (trained "
                           f"{info['steps']:,} steps; --no-pretrained trains the search's own) "
                           f"-> {info['run']}", markup=False)
+        elif stage == "warning":
+            err.print(f"warning: {info['text']}", style="bold yellow", markup=False,
+                      soft_wrap=True)
         elif stage == "train-step":
             if info["step"] - last_log["step"] >= 100:
                 last_log["step"] = info["step"]

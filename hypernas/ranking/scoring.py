@@ -14,6 +14,7 @@ Higher scores are better for every scorer.
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -30,7 +31,8 @@ from ..hypernet.trainer import meta_network, predicted_logits
 from ..spaces.space import Candidate
 from .proxies import list_proxies, score_proxy
 
-__all__ = ["ScoreConfig", "eval_slices", "score_hypernet", "score_proxies", "list_scorers"]
+__all__ = ["ScoreConfig", "eval_slices", "score_hypernet", "score_proxies", "list_scorers",
+           "chance_warning", "CHANCE_FACTOR"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,25 @@ def _row(cand: Candidate, losses: list[float], accs: list[float]) -> dict[str, A
             "acc_spread": statistics.pstdev(accs) if len(accs) > 1 else 0.0,
             "params": count_params(cand.graph), "macs": count_macs(cand.graph),
             "losses": losses, "accs": accs}
+
+
+CHANCE_FACTOR = 1.5  # a mean accuracy under this many times chance: a ranking of noise
+
+
+def chance_warning(rows: Sequence[dict[str, Any]], num_classes: int) -> str | None:
+    """A warning when the hypernetwork's predicted weights are no better than chance on the
+    ranked ``rows`` (their mean accuracy under ``CHANCE_FACTOR`` times 1/classes; the best
+    one alone can beat chance by luck): its ranking is then noise, and a user must hear it.
+    None when the ranking has signal."""
+    accs = [r["acc"] for r in rows if r.get("acc") is not None]
+    if not accs or statistics.fmean(accs) >= CHANCE_FACTOR / num_classes:
+        return None
+    best = min(r["loss"] for r in rows)
+    return (f"the hypernetwork is no better than chance on these {len(accs)} candidates (mean "
+            f"accuracy {statistics.fmean(accs):.3f}, chance {1 / num_classes:.3f}; best loss "
+            f"{best:.3f}, "
+            f"ln {num_classes} = {math.log(num_classes):.3f}): this ranking is noise. Train it "
+            "longer (hypernas train with the run's name and a larger --budget or --steps)")
 
 
 def score_proxies(names: Sequence[str], cands: Sequence[Candidate], x: Tensor, y: Tensor,

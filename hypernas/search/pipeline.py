@@ -48,6 +48,7 @@ from ..errors import HypernasError
 from ..export.from_run import export_run
 from ..ranking.rank import rank_run
 from ..ranking.run import LoadedRun, RunConfig, start_run, train_run
+from ..ranking.scoring import chance_warning
 from ..refine.fit import fit_candidate
 from ..refine.optimize import refine_run
 from ..refine.study import completed, finished, open_study, trial_row
@@ -101,6 +102,11 @@ def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None
         cands = sample_within(loaded.space, cfg.budget, cfg.candidates, seed=cfg.seed)
         event("rank", candidates=len(cands), workers=cfg.workers, budget=cfg.budget.describe())
         _rank(loaded, cands, cfg, lambda rows: event("ranked-rows", rows=len(rows)))
+        ranked = ranking_rows(run, "hypernet")
+        warning = chance_warning([ranked[c.id] for c in cands if c.id in ranked],
+                                 loaded.data.num_classes)
+        if warning:
+            event("warning", text=warning)
 
         def elapsed() -> float:  # minutes
             return (spent + time.monotonic() - started) / 60

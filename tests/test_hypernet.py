@@ -203,16 +203,20 @@ def test_census_refuses_unknown_parameter_kinds() -> None:
         hnet.samples([graph])
 
 
-def test_candidates_larger_than_the_census_are_tiled() -> None:
+def test_candidates_larger_than_the_census_are_refused_not_tiled() -> None:
+    # tiling a (4, 4) base to (8, 8) would give output channels in identical pairs
     hnet = make_hnet("nb201")
     big = load_space("nb201", **{**SPACES["nb201"], "C": 8})
     graph = big.replay(CELL_A).graph
     k3 = dict(hnet.config.census)["conv.weight.k3"]
     assert any(s[-1] == 3 and s[0] > k3[0] and s[1] > k3[1] for s in param_shapes(graph).values())
-    weights = hnet([graph])[0]
-    assert {k: tuple(v.shape) for k, v in weights.items()} == param_shapes(graph)
-    logits = logits_of(graph, weights, images("nb201"))
-    assert logits.shape == (B, 10) and torch.isfinite(logits).all()
+    with pytest.raises(CensusError, match=r"larger than any .* cannot make it without repeating"):
+        hnet([graph])
+    with pytest.raises(CensusError):
+        hnet.samples([graph])
+    small = load_space("nb201", **{**SPACES["nb201"], "C": 2}).replay(CELL_A).graph
+    weights = hnet([small])[0]  # smaller is sliced
+    assert {k: tuple(v.shape) for k, v in weights.items()} == param_shapes(small)
 
 
 # ----- graph packing --------------------------------------------------------------------------
@@ -489,3 +493,41 @@ def test_training_lowers_the_loss_of_predicted_weights_on_held_out_candidates() 
     HyperTrainer(hnet, view, ds.train, cfg).fit()  # type: ignore[arg-type]
     after = held_out_loss()
     assert math.isfinite(before) and after < 0.6 * before, (before, after)
+
+
+# ------------------------------------------------------------------ coverage of the space
+
+
+def test_the_census_comes_from_the_space_and_covers_every_candidate():
+    from hypernas.hypernet.model import _grow, _kind_of, _kinds, shape_census
+    from hypernas.graphs.network import param_shapes
+    from hypernas.hypernet.decoder import slot_key
+
+    space = load_space("macro", input_shape=(1, 16, 16), num_classes=10)
+    kinds, slots = shape_census(space, samples=0)  # from the definition alone
+    seen_kinds, seen_slots = {}, {}
+    for cand in space.sample_many(400, seed=7, unique=False):
+        for kind, shape in _kinds(cand.graph).items():
+            _grow(seen_kinds, kind, shape)
+        for name, shape in param_shapes(cand.graph).items():
+            _grow(seen_slots, slot_key(name, _kind_of(cand.graph, name, shape)), shape)
+    assert seen_kinds == kinds  # exact: every largest shape is reached, none overstated
+    assert set(seen_slots) <= set(slots)
+    assert all(all(a <= b for a, b in zip(seen_slots[k], slots[k])) for k in seen_slots)
+
+
+def test_a_score_row_says_when_a_candidate_reaches_beyond_the_trained_space():
+    from hypernas.ranking.scoring import ScoreConfig, eval_slices, score_hypernet
+
+    shallow = load_space("macro", input_shape=(1, 16, 16), num_classes=10, max_depth=3)
+    full = load_space("macro", input_shape=(1, 16, 16), num_classes=10)
+    hnet = GraphHyperNetwork(HyperNetConfig.for_space(shallow, census_samples=0, dim=8,
+                                                      samples=2))
+    from hypernas.data.dataset import resize_dataset
+
+    data = load_dataset("digits")
+    deep = full.replay("k3e1w16,k3e1w16,k3e1w16,k3e1w16|k3e1w32|k3e1w64")
+    inside = shallow.replay("k3e1w16,k3e1w16,k3e1w16|k3e1w32|k3e1w64")
+    split = resize_dataset(data, 16).val
+    rows = score_hypernet(hnet, [deep, inside], eval_slices(split, ScoreConfig(eval_size=40), 2))
+    assert rows[0]["unseen_slots"] > 0 and rows[1]["unseen_slots"] == 0

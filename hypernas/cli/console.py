@@ -137,7 +137,8 @@ def arch_tree(cand: Candidate, extra: dict[str, Any] | None = None) -> Tree:
 def ranking_table(rows: list[dict[str, Any]], extra: dict[str, dict[str, float]] | None = None,
                   title: str = "") -> Table:
     """Ranked candidates: rank, id, score +- spread, params, MACs, other scorers, encoding.
-    A row's ``rank`` is shown where it has one, else its position."""
+    A row's ``rank`` is shown where it has one, else its position; a score marked † was made
+    for a candidate with parameters in places no candidate of the training space had."""
     extra = extra or {}
     table = Table(title=title or None)
     table.add_column("rank", justify="right")
@@ -148,10 +149,14 @@ def ranking_table(rows: list[dict[str, Any]], extra: dict[str, dict[str, float]]
     table.add_column("encoding", overflow="fold", ratio=1)
     for i, row in enumerate(rows, start=1):
         cells = [str(row.get("rank", i))] + ([str(row["line"])] if "line" in row else [])
-        cells += [row["id"], format_score(row["score"], row.get("spread", 0.0)),
+        unseen = " †" if row.get("unseen_slots") else ""
+        cells += [row["id"], format_score(row["score"], row.get("spread", 0.0)) + unseen,
                   format_count(row.get("params")), format_count(row.get("macs"))]
         cells += [f"{extra[p][row['id']]:.4g}" if row["id"] in extra[p] else "-" for p in extra]
         table.add_row(*cells, row["encoding"])
+    if any(row.get("unseen_slots") for row in rows):
+        table.caption = ("† has parameters in places no candidate of the hypernetwork's training "
+                         "space had (e.g. a deeper stage): its score is an extrapolation")
     return table
 
 

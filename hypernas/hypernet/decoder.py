@@ -3,8 +3,8 @@
 Each kind of parameter (``conv.weight.k3``, ``batch_norm.weight``, ``linear.bias`` ...) owns R
 learned base tensors of the largest shape the search space needs. A node's embedding picks a
 mixture of the bases, a gain per output channel and an overall scale; the mixture is sliced
-(kernels from the centre, channels from the front; tiled if a candidate is larger than anything
-seen) to the parameter's exact shape. Candidates that share a layer shape thus share bases
+(kernels from the centre, channels from the front) to the parameter's exact shape; a parameter
+larger than every one of its kind in the space is refused, never tiled. Candidates that share a layer shape thus share bases
 (soft weight sharing), and the graph decides how each uses them.
 
 Scale normalisation: a mixture is rescaled to unit variance, then weights get He fan-in scaling
@@ -52,14 +52,14 @@ def _key(kind: str) -> str:
 
 
 def _fit(base: Tensor, shape: Sequence[int]) -> Tensor:
-    """Slice (or tile, where too small) ``base: (R, *max_shape)`` to ``(R, *shape)``.
-    Kernel dimensions (3rd and 4th of a conv weight) are cut from the centre."""
+    """Slice ``base: (R, *max_shape)`` to ``(R, *shape)``; kernel dimensions (3rd and 4th of a
+    conv weight) are cut from the centre. A shape larger than the base is refused before it
+    gets here (``GraphHyperNetwork.pack``): tiling would repeat channels."""
     out = base
     for dim, want in enumerate(shape, start=1):
         have = out.shape[dim]
         if want > have:
-            out = out.repeat(*[math.ceil(want / have) if d == dim else 1 for d in range(out.dim())])
-            have = out.shape[dim]
+            raise ValueError(f"shape {tuple(shape)} exceeds the base's {tuple(base.shape[1:])}")
         start = (have - want) // 2 if dim >= 3 else 0
         out = out.narrow(dim, start, want)
     return out

@@ -28,12 +28,12 @@ from torch import Tensor, nn
 from ..errors import HypernasError
 from ..graphs.network import param_shapes
 from ..spaces.space import SearchSpace
-from ..spaces.trials import PathTrial
+from ..spaces.trials import BaseTrial, PathTrial
 from .backbones import BACKBONES
 from .decoder import WeightDecoder, param_kind, slot_key
 from .features import NUM_FEATURES, OP_INDEX, PackedGraphs, pack_graphs
 
-__all__ = ["HyperNetConfig", "GraphHyperNetwork", "shape_census", "CensusError"]
+__all__ = ["HyperNetConfig", "GraphHyperNetwork", "shape_census", "CensusError", "unseen_slots"]
 
 
 class CensusError(HypernasError, ValueError):
@@ -56,9 +56,18 @@ def _grow(table: dict[str, tuple[int, ...]], key: str, shape: Sequence[int]) -> 
 def shape_census(space: SearchSpace, samples: int = 256, seed: int = 0
                  ) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
     """Largest shape of each parameter kind, and of each positional slot (parameter name and
-    kind), over the space: the first and last choice at every decision, then ``samples``
-    random candidates."""
+    kind), over the space, taken from the space's definition: the first and the last choice at
+    every decision, then every option of every decision on each of those two (so each kernel,
+    width or op meets the largest shapes of everything else; exact where a decision's shapes do
+    not depend on another's option, as in the built-in spaces), then ``samples`` random
+    candidates for spaces whose decisions interact."""
     graphs = [space.define(PathTrial()), space.define(PathTrial(last=True))]
+    for last in (False, True):
+        base = PathTrial(last=last)
+        space.define(base)
+        for name, options in {**space.choices(), **base.choices}.items():
+            for option in options:
+                graphs.append(space.define(_Swept(base.params, name, option, last)))
     graphs += [c.graph for c in space.sample_many(samples, seed=seed, unique=False)]
     kinds: dict[str, tuple[int, ...]] = {}
     slots: dict[str, tuple[int, ...]] = {}
@@ -68,6 +77,22 @@ def shape_census(space: SearchSpace, samples: int = 256, seed: int = 0
         for name, shape in param_shapes(graph).items():
             _grow(slots, slot_key(name, _kind_of(graph, name, shape)), shape)
     return dict(sorted(kinds.items())), dict(sorted(slots.items()))
+
+
+class _Swept(BaseTrial):
+    """``base``'s choices with ``name`` set to ``option``; a decision ``base`` never made takes
+    its first (or, with ``last``, its last) option."""
+
+    def __init__(self, base: dict[str, Any], name: str, option: Any, last: bool) -> None:
+        super().__init__()
+        self.base, self.name, self.option, self.last = base, name, option, last
+
+    def _pick(self, name: str, options: tuple[Any, ...]) -> Any:
+        if name == self.name and self.option in options:
+            return self.option
+        if name in self.base and self.base[name] in options:
+            return self.base[name]
+        return options[-1] if self.last else options[0]
 
 
 def _kind_of(graph: nx.DiGraph, name: str, shape: Sequence[int]) -> str:
@@ -192,6 +217,12 @@ class GraphHyperNetwork(nn.Module):
                         f"parameter {name} ({kind}, shape {shape}) is not one this hypernetwork "
                         f"was made for (space {self.config.space!r}; it knows "
                         f"{', '.join(census)}); train a hypernetwork on this space")
+                if any(want > have for want, have in zip(shape, census[kind])):
+                    raise CensusError(
+                        f"parameter {name} ({kind}) has shape {tuple(shape)}, larger than any "
+                        f"{kind} of space {self.config.space!r} (at most {census[kind]}): the "
+                        "hypernetwork cannot make it without repeating channels; train a "
+                        "hypernetwork on a space that includes this candidate")
                 kinds.append(kind)
             out.append(kinds)
         return out
@@ -205,3 +236,14 @@ _OP_NAMES = {i: name for name, i in OP_INDEX.items()}
 
 def _op_name(index: int) -> str:
     return _OP_NAMES[index]
+
+
+def unseen_slots(config: HyperNetConfig, graph: nx.DiGraph) -> list[str]:
+    """The parameters of ``graph`` without a positional anchor: (node, kind) places no
+    candidate of the training space had, so nothing of them was learned (e.g. a 4th block for
+    a hypernetwork trained with at most 3). Empty for a graph inside the space."""
+    if not config.positional:
+        return []
+    slots = dict(config.slots)
+    return [name for name, shape in param_shapes(graph).items()
+            if slot_key(name, _kind_of(graph, name, shape)) not in slots]

@@ -26,7 +26,7 @@ from torch import Tensor
 from ..data.dataset import Split
 from ..errors import HypernasError
 from ..graphs.network import count_macs, count_params
-from ..hypernet.model import GraphHyperNetwork
+from ..hypernet.model import GraphHyperNetwork, unseen_slots
 from ..hypernet.trainer import meta_network, predicted_logits
 from ..spaces.space import Candidate
 from .proxies import list_proxies, score_proxy
@@ -95,7 +95,9 @@ def score_hypernet(hnet: GraphHyperNetwork, cands: Sequence[Candidate],
                     n += len(y)
                 losses.append(loss / n if loss == loss else float("inf"))
                 accs.append(correct / n)
-            rows.append(_row(cand, losses, accs))
+            # parameters in places training never had (a deeper stage than trained): say so
+            rows.append({**_row(cand, losses, accs),
+                         "unseen_slots": len(unseen_slots(hnet.config, cand.graph))})
     return rows
 
 

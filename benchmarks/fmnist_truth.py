@@ -100,7 +100,9 @@ def done(path: Path) -> set[tuple[str, int]]:
     return {(r["code"], r["seed"]) for r in rows}
 
 
-def train_one(job: tuple[str, int], recipe: dict = RECIPE) -> dict:
+def train_one(job: tuple[str, int], recipe: dict = RECIPE, space_name: str = "nb201",
+              skeleton: dict = SKELETON) -> dict:
+    """Train one (code or encoding, seed) of ``space_name`` with ``recipe``; the row to keep."""
     import torch
 
     torch.set_num_threads(1)
@@ -111,7 +113,7 @@ def train_one(job: tuple[str, int], recipe: dict = RECIPE) -> dict:
     code, seed = job
     cfg = TrainConfig(seed=seed, **recipe)
     ds = prepare_dataset(load_dataset("fashion-mnist"), cfg)
-    space = hn.load_space("nb201", input_shape=ds.input_shape, **SKELETON)
+    space = hn.load_space(space_name, input_shape=ds.input_shape, **skeleton)
     cand = space.replay(code)
     torch.manual_seed(seed)
     net = hn.Network(cand.graph)
@@ -122,7 +124,8 @@ def train_one(job: tuple[str, int], recipe: dict = RECIPE) -> dict:
     return {"code": code, "arch": cand.encoding, "id": cand.id, "seed": seed,
             "test_acc": test_acc, "test_loss": test_loss, "val_acc": val_acc, "val_loss": val_loss,
             "train_loss": result.history[-1]["train_loss"], "params": hn.count_params(cand.graph),
-            "seconds": time.perf_counter() - start, "recipe": recipe, "skeleton": SKELETON}
+            "macs": hn.count_macs(cand.graph), "seconds": time.perf_counter() - start,
+            "recipe": recipe, "skeleton": skeleton}
 
 
 def append(path: Path, row: dict) -> None:

@@ -148,6 +148,9 @@ def test_a_search_under_a_budget_exports_a_winner_within_it(tmp_path, monkeypatc
     assert "ranking 6 candidates within params <= 4,000" in capsys.readouterr().out
     card = json.loads((Run("s").exports_dir / "best" / "model_card.json").read_text())
     assert card["budget"] == {"max_params": 4000, "max_macs": None}
+    pareto = card["pareto"]
+    assert pareto["x"] == "params" and pareto["of"] == 6 and 1 <= pareto["front"] <= 6
+    assert (pareto["place"] is None) == (pareto["beaten_by"] > 0)
     space = load_space("mlp", input_shape=(1, 8, 8), num_classes=10, max_depth=2)
     assert count_params(space.replay(card["encoding"]).graph) <= 4000
 

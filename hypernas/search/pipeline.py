@@ -53,7 +53,7 @@ from ..refine.fit import fit_candidate
 from ..refine.optimize import refine_run
 from ..refine.study import completed, finished, open_study, trial_row
 from ..refine.train import TrainConfig
-from ..runs.rankings import ranking_rows
+from ..runs.rankings import pareto_front, ranking_rows
 from ..runs.store import Run
 from ..spaces.budget import fits_space, sample_within
 from . import timing
@@ -276,5 +276,21 @@ def _export(run: Run, out: Path, best: dict[str, Any], cfg: SearchConfig) -> dic
                 return card
         except json.JSONDecodeError:
             pass
-    extra = {"budget": cfg.budget.to_dict()} if cfg.budget else None
+    extra = {"budget": cfg.budget.to_dict(), "pareto": front_place(run, best["id"], cfg)}
     return export_run(run, out, trial=best["trial"], formats=cfg.formats, force=True, extra=extra)
+
+
+def front_place(run: Run, cand_id: str, cfg: SearchConfig) -> dict[str, Any]:
+    """Where a candidate sits against the Pareto front (hypernet score against parameters) of
+    the search's ranked candidates within its budget: its place on the front, or how many
+    candidates beat it on both."""
+    rows = [r for r in ranking_rows(run, "hypernet").values() if cfg.budget.fits_row(r)]
+    front = pareto_front(rows, "params")
+    place = next((i for i, r in enumerate(front, start=1) if r["id"] == cand_id), None)
+    mine = next((r for r in rows if r["id"] == cand_id), None)
+    beaten_by = (0 if mine is None or place else
+                 sum(r["params"] <= mine["params"] and r["score"] >= mine["score"]
+                     and (r["params"], r["score"]) != (mine["params"], mine["score"])
+                     for r in rows))
+    return {"x": "params", "front": len(front), "of": len(rows), "place": place,
+            "beaten_by": beaten_by}

@@ -30,7 +30,7 @@ from ..cluster import DistributedError, check_workers, first_line, lost_errors, 
 from ..errors import HypernasError
 from ..hypernet.trainer import checkpoint_from_bytes, load_checkpoint
 from ..runs.rankings import ranking_rows
-from ..runs.store import append_jsonl
+from ..runs.store import append_jsonl, run_lock
 from ..spaces.space import Candidate
 from .proxies import list_proxies
 from .rank import make_scorer, missing_candidates
@@ -99,34 +99,35 @@ def rank_on_ray(loaded: LoadedRun, cands: Sequence[Candidate], scorer: str = "hy
     """
     _check_args(scorer, workers, chunk, retries)
     label = label or scorer
-    path = loaded.run.ranking_path(label)
-    have = ranking_rows(loaded.run, label)
-    todo = missing_candidates(cands, have)
-    if not todo:
+    with run_lock(loaded.run, f"rank-{label}", f"ranked into {label!r}"):
+        path = loaded.run.ranking_path(label)
+        have = ranking_rows(loaded.run, label)
+        todo = missing_candidates(cands, have)
+        if not todo:
+            return have
+        checkpoint = None
+        if scorer == "hypernet":
+            load_checkpoint(loaded.run.checkpoint_path, loaded.config.hypernet)  # fail here, not there
+            checkpoint = loaded.run.checkpoint_path.read_bytes()
+        size = max(1, min(chunk, -(-len(todo) // (BALANCE * workers))))
+        parts = [todo[i:i + size] for i in range(0, len(todo), size)]
+        done: dict[int, list[dict[str, Any]]] = {}
+        with ray_session(address, workers) as ray:
+            pool = _Pool(ray, portable_config(loaded.config.to_dict()), scorer, checkpoint, workers, retries)
+            try:
+                for index, scored in pool.run([[c.encoding for c in part] for part in parts]):
+                    rows = [{**r, "encoding": c.encoding, "id": c.id, "scorer": scorer}
+                            for c, r in zip(parts[index], scored)]
+                    for row in rows:
+                        append_jsonl(path, row)
+                    done[index] = rows
+                    if on_rows is not None:
+                        on_rows(rows)
+            finally:
+                pool.close()
+        for index in sorted(done):
+            have.update((row["id"], row) for row in done[index])
         return have
-    checkpoint = None
-    if scorer == "hypernet":
-        load_checkpoint(loaded.run.checkpoint_path, loaded.config.hypernet)  # fail here, not there
-        checkpoint = loaded.run.checkpoint_path.read_bytes()
-    size = max(1, min(chunk, -(-len(todo) // (BALANCE * workers))))
-    parts = [todo[i:i + size] for i in range(0, len(todo), size)]
-    done: dict[int, list[dict[str, Any]]] = {}
-    with ray_session(address, workers) as ray:
-        pool = _Pool(ray, portable_config(loaded.config.to_dict()), scorer, checkpoint, workers, retries)
-        try:
-            for index, scored in pool.run([[c.encoding for c in part] for part in parts]):
-                rows = [{**r, "encoding": c.encoding, "id": c.id, "scorer": scorer}
-                        for c, r in zip(parts[index], scored)]
-                for row in rows:
-                    append_jsonl(path, row)
-                done[index] = rows
-                if on_rows is not None:
-                    on_rows(rows)
-        finally:
-            pool.close()
-    for index in sorted(done):
-        have.update((row["id"], row) for row in done[index])
-    return have
 
 
 def _check_args(scorer: str, workers: int, chunk: int, retries: int) -> None:

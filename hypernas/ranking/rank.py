@@ -19,7 +19,7 @@ from ..errors import HypernasError
 from ..hypernet.model import GraphHyperNetwork
 from ..hypernet.trainer import load_checkpoint
 from ..runs.rankings import ranking_rows
-from ..runs.store import append_jsonl
+from ..runs.store import append_jsonl, run_lock
 from ..spaces.space import Candidate, SearchSpace
 from .proxies import list_proxies
 from .run import LoadedRun, RunConfig
@@ -99,18 +99,19 @@ def rank_run(lr: LoadedRun, cands: Sequence[Candidate], scorer: str = "hypernet"
     """Score the candidates not yet in ranking ``label`` (default: the scorer's name), appending
     rows as they are computed; returns the whole ranking by id."""
     label = label or scorer
-    path = lr.run.ranking_path(label)
-    have = ranking_rows(lr.run, label)
-    todo = missing_candidates(cands, have)
-    hnet = None
-    if scorer == "hypernet":
-        hnet, _, _ = load_checkpoint(lr.run.checkpoint_path, lr.config.hypernet)
-    score = make_scorer(scorer, lr.config, lr.data, hnet, chunk=chunk)
-    for start in range(0, len(todo), chunk):
-        rows = [{**r, "scorer": scorer} for r in score(todo[start:start + chunk])]
-        for row in rows:
-            append_jsonl(path, row)
-            have[row["id"]] = row
-        if on_rows is not None:
-            on_rows(rows)
-    return have
+    with run_lock(lr.run, f"rank-{label}", f"ranked into {label!r}"):
+        path = lr.run.ranking_path(label)
+        have = ranking_rows(lr.run, label)
+        todo = missing_candidates(cands, have)
+        hnet = None
+        if scorer == "hypernet":
+            hnet, _, _ = load_checkpoint(lr.run.checkpoint_path, lr.config.hypernet)
+        score = make_scorer(scorer, lr.config, lr.data, hnet, chunk=chunk)
+        for start in range(0, len(todo), chunk):
+            rows = [{**r, "scorer": scorer} for r in score(todo[start:start + chunk])]
+            for row in rows:
+                append_jsonl(path, row)
+                have[row["id"]] = row
+            if on_rows is not None:
+                on_rows(rows)
+        return have

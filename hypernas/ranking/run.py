@@ -30,7 +30,7 @@ from ..data.dataset import DataConfig, Dataset, resize_dataset
 from ..data.registry import load_dataset_from_config
 from ..hypernet.model import GraphHyperNetwork, HyperNetConfig
 from ..hypernet.trainer import HyperTrainConfig, HyperTrainer
-from ..runs.store import Run, RunError, append_jsonl
+from ..runs.store import Run, RunError, append_jsonl, run_lock
 from ..spaces.space import SearchSpace, load_space
 from .scoring import ScoreConfig
 
@@ -135,21 +135,22 @@ def train_run(lr: LoadedRun, on_log: Callable[[dict[str, Any]], None] | None = N
     """Train (or keep training) the run's hypernetwork; every logged row goes to the log file.
     A run started from a shipped hypernetwork gets its weights as the checkpoint instead (it is
     then trained to the end of its recorded config: nothing is left to do)."""
-    if lr.config.pretrained and not lr.run.checkpoint_path.exists():
-        from .pretrained import install
+    with run_lock(lr.run, "train", "trained"):  # a second train would log every step twice
+        if lr.config.pretrained and not lr.run.checkpoint_path.exists():
+            from .pretrained import install
 
-        install(lr)
-    torch.manual_seed(lr.config.train.seed)
-    hnet = GraphHyperNetwork(lr.config.hypernet)
+            install(lr)
+        torch.manual_seed(lr.config.train.seed)
+        hnet = GraphHyperNetwork(lr.config.hypernet)
 
-    def log(row: dict[str, Any]) -> None:
-        append_jsonl(lr.run.train_log_path, row)
-        if on_log is not None:
-            on_log(row)
+        def log(row: dict[str, Any]) -> None:
+            append_jsonl(lr.run.train_log_path, row)
+            if on_log is not None:
+                on_log(row)
 
-    trainer = HyperTrainer(hnet, lr.space, lr.data.train, lr.config.train,
-                           checkpoint=lr.run.checkpoint_path, log=log)
-    return trainer.fit(should_stop)
+        trainer = HyperTrainer(hnet, lr.space, lr.data.train, lr.config.train,
+                               checkpoint=lr.run.checkpoint_path, log=log)
+        return trainer.fit(should_stop)
 
 
 def portable_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import contextmanager
-from typing import Any, Iterator
+from contextlib import AbstractContextManager
+from typing import Any
 
 import optuna
 
 from ..errors import HypernasError
 from ..graphs.network import Network
 from ..runs.store import Run, RunError
+from ..runs.store import run_lock as store_lock
 
 __all__ = ["STUDY", "StudyError", "open_study", "run_lock", "recover_trials", "finished",
            "completed", "refined_rows", "trial_row", "best_refined", "state_bytes",
@@ -77,26 +78,9 @@ def open_study(run: Run, seed: int = 0, create: bool = True) -> optuna.Study:
     return study
 
 
-@contextmanager
-def run_lock(run: Run) -> Iterator[None]:
-    """One refinement per run at a time (a PID file; a dead owner's lock is taken over)."""
-    path = run.refine_lock_path
-    if path.exists():
-        try:
-            pid = int(path.read_text().strip() or 0)
-            os.kill(pid, 0)
-        except (ValueError, ProcessLookupError):
-            pid = 0
-        except PermissionError:
-            pass
-        if pid and pid != os.getpid():
-            raise StudyError(f"run {run.name!r} is being refined by process {pid}; wait for it, "
-                             f"or stop it (or delete {path} if that process is gone)")
-    path.write_text(str(os.getpid()))
-    try:
-        yield
-    finally:
-        path.unlink(missing_ok=True)
+def run_lock(run: Run) -> AbstractContextManager[None]:
+    """One refinement per run at a time (an OS lock: :func:`hypernas.runs.store.run_lock`)."""
+    return store_lock(run, "refine", "refined")
 
 
 def recover_trials(run: Run, study: optuna.Study) -> int:

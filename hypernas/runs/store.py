@@ -20,6 +20,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -28,7 +30,8 @@ from typing import Any, Iterator
 
 from ..errors import HypernasError
 
-__all__ = ["Run", "RunError", "DEFAULT_ROOT", "runs_root", "read_jsonl", "append_jsonl"]
+__all__ = ["Run", "RunError", "DEFAULT_ROOT", "runs_root", "read_jsonl", "append_jsonl",
+           "run_lock"]
 
 DEFAULT_ROOT = Path("runs")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -153,3 +156,41 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 continue
             if isinstance(row, dict):
                 yield row
+
+
+_HELD: dict[Path, list[int]] = {}  # lock file -> [fd, depth] held by this process
+
+
+@contextlib.contextmanager
+def run_lock(run: Run, part: str, doing: str) -> Iterator[None]:
+    """Hold ``runs/<name>/<part>.lock`` while a command writes that part of the run (``train``,
+    ``rank-<label>``, ``refine``). It is an OS lock (``flock``): a second command on the same
+    part is refused at once, naming the process that holds it, and the lock of a process that
+    died is released by the OS, so there is never a stale one to take over. Re-entrant within a
+    process."""
+    path = run.path / f"{part}.lock"
+    if path in _HELD:
+        _HELD[path][1] += 1
+        try:
+            yield
+        finally:
+            _HELD[path][1] -= 1
+        return
+    run.path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise RunError(f"run {run.name!r} is being {doing} by process {holder}; wait for it to "
+                       "finish or stop it, then run this again") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _HELD[path] = [fd, 1]
+    try:
+        yield
+    finally:
+        del _HELD[path]
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)  # the file stays: unlinking it would race with a process about to lock it

@@ -79,6 +79,31 @@ def test_an_existing_directory_needs_force(cell, tmp_path):
         export_model(net, tmp_path / "n", {}, formats=["tflite"])
 
 
+@pytest.mark.parametrize("make", ["home", "repo", "file", "link", "edited"])
+def test_force_replaces_only_a_previous_export(cell, tmp_path, make):
+    net = _trained_like(cell.graph)
+    target = tmp_path / "target"
+    if make == "home":  # a folder of someone's files, e.g. a typo --out ~
+        target.mkdir()
+        (target / "notes.txt").write_text("keep me")
+        (target / ".bashrc").write_text("keep me")
+    elif make == "repo":  # an export with something of the user's added, e.g. --out .
+        export_model(net, target, {})
+        (target / "train.py").write_text("keep me")
+    elif make == "file":
+        target.write_text("keep me")
+    elif make == "link":
+        (tmp_path / "real").mkdir()
+        target.symlink_to(tmp_path / "real")
+    else:  # a directory holding a model card that does not parse
+        target.mkdir()
+        (target / "model_card.json").write_text("{not json")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(ExportError, match="--force replaces only a previous hypernas export"):
+        export_model(net, target, {"v": 2}, force=True)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing deleted, nothing left
+
+
 def _rehash(path: Path, name: str) -> None:
     card = json.loads((path / "model_card.json").read_text())
     card["files"][name] = export_module._sha256(path / name)

@@ -77,9 +77,11 @@ def export_model(net: Network, out: str | Path, card: dict[str, Any],
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ExportError(f"unknown export format(s) {unknown}; choose from {', '.join(FORMATS)}")
-    if out.exists() and not force:
-        raise ExportError(f"{out} already exists; choose another --out or pass --force to "
-                          "replace it")
+    if out.exists() or out.is_symlink():
+        if not force:
+            raise ExportError(f"{out} already exists; choose another --out or pass --force to "
+                              "replace it")
+        _check_replaceable(out)
     net = net.eval()
     x = example if example is not None else _random_input(net)
     if x.shape[0] < 2:
@@ -103,6 +105,26 @@ def export_model(net: Network, out: str | Path, card: dict[str, Any],
         if work.exists():
             shutil.rmtree(work)
     return card
+
+
+def _check_replaceable(out: Path) -> None:
+    """``--force`` replaces a previous hypernas export and nothing else: a directory (not a
+    link) whose model card parses and which holds only the card, its README and the files the
+    card lists. Anything else (a typo such as ``--out ~`` or ``--out .``) is refused."""
+    def refuse(why: str) -> None:
+        raise ExportError(f"--force replaces only a previous hypernas export, and {out} {why}; "
+                          "choose another --out, or move it away yourself")
+
+    if out.is_symlink() or not out.is_dir():
+        refuse("is not a directory" if not out.is_symlink() else "is a symbolic link")
+    try:
+        listed = set(json.loads((out / CARD).read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        refuse(f"has no readable {CARD}")
+    extra = sorted(p.name for p in out.iterdir() if p.name not in listed | {CARD, "README.md"})
+    if extra:
+        refuse(f"holds what no export wrote ({', '.join(extra[:5])}"
+               f"{' ...' if len(extra) > 5 else ''})")
 
 
 def accuracy_se(acc: float, images: int) -> float:

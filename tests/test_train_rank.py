@@ -67,9 +67,9 @@ def test_rank_arch_file_reports_bad_lines_and_shares_duplicates(runs, tmp_path, 
     a, b = space.sample(1).encoding, space.sample(2).encoding
     archs = tmp_path / "archs.txt"
     archs.write_text(f"{a}\n# a comment\n\nnot an encoding\n{b}\n{a}\n")
-    assert main(["rank", "t", "--archs", str(archs), "--json", "--proxies", "params"]) == 0
+    assert main(["rank", "t", "--archs", str(archs), "--json", "--proxies", "params"]) == 1
     out, err = capsys.readouterr()
-    assert f"{archs}:4: skipped" in err
+    assert f"{archs}:4: skipped" in err and "1 line(s) of" in err and "--skip-bad" in err
     rows = [json.loads(line) for line in out.strip().splitlines()]
     assert sorted(r["line"] for r in rows) == [1, 5, 6]
     by_line = {r["line"]: r for r in rows}
@@ -77,6 +77,9 @@ def test_rank_arch_file_reports_bad_lines_and_shares_duplicates(runs, tmp_path, 
     assert all(r["proxies"]["params"] == float(r["params"]) > 0 for r in rows)
     ranked = list(read_jsonl(Run("t", root=runs).ranking_path("hypernet")))
     assert len(ranked) == 2                                           # scored once per id
+    assert main(["rank", "t", "--archs", str(archs), "--json", "--skip-bad"]) == 0
+    archs.write_text(f"{a}\n{b}\n")
+    assert main(["rank", "t", "--archs", str(archs), "--json"]) == 0
 
 
 def test_rank_with_a_proxy(runs, capsys):
@@ -163,6 +166,11 @@ def test_runs_lists_stage_size_and_best(runs, capsys):
     (["show", "../t"], "not allowed"),
     (["show", "t", "--ranking", "naswot"], "no ranking 'naswot'"),
     (["show", "t", "--arch", "ffff"], "no candidate with id"),
+    (["show", "t", "--top", "-5"], "--top must be at least 1, got -5"),
+    (["show", "t", "--top", "0"], "--top must be at least 1, got 0"),
+    (["rank", "t", "--top", "-1"], "--top must be at least 1"),
+    (["train", *TINY, "--run", "t", "--budget", "0"], "--budget must be positive minutes, got 0"),
+    (["train", *TINY, "--run", "t", "--budget", "-2"], "--budget must be positive minutes"),
 ])
 def test_show_bad_input(runs, argv, words, capsys):
     assert main(argv) == 2

@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--archs", metavar="FILE", help="file with one encoding per line")
     _add_budget_args(p, "candidates (random ones are drawn within it; --archs lines over it "
                         "are skipped)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="exit 0 when --archs lines were skipped (default: exit 1, after ranking "
+                        "the rest)")
     p.add_argument("--scorer", default="hypernet",
                    help="hypernet | params | synflow | naswot | jacob_cov | snip | grad_norm")
     p.add_argument("--proxies", default="", metavar="A,B",

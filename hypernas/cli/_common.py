@@ -23,6 +23,7 @@ __all__ = [
 ]
 
 EXIT_USAGE = 2
+EXIT_PARTIAL = 1  # done, but part of the input was skipped (rank --archs without --skip-bad)
 
 
 def _console(stderr: bool = False) -> Console:
@@ -90,6 +91,12 @@ def _budget(args: argparse.Namespace):
     from ..spaces.budget import Budget
 
     return Budget(max_params=args.max_params, max_macs=args.max_macs)
+
+
+def _check_top(args: argparse.Namespace) -> None:
+    """``--top N`` shows the first N rows: N must be at least 1."""
+    if getattr(args, "top", None) is not None and args.top < 1:
+        raise HypernasError(f"--top must be at least 1, got {args.top}")
 
 
 def _add_space_args(p: argparse.ArgumentParser) -> None:

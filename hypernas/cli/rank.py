@@ -13,7 +13,7 @@ from typing import Any, Callable
 from rich.console import Console
 
 from ..errors import HypernasError
-from ._common import _budget, _check_ray_args, _console, _json_fields, _parse_setting
+from ._common import EXIT_PARTIAL, _budget, _check_ray_args, _check_top, _console, _json_fields, _parse_setting
 
 __all__ = ["cmd_rank", "cmd_train"]
 
@@ -31,7 +31,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.budget is not None and args.steps is not None:
         raise HypernasError("give --budget MINUTES or --steps N, not both")
-    train = HyperTrainConfig(steps=args.steps, budget_minutes=args.budget or 30.0,
+    train = HyperTrainConfig(steps=args.steps, budget_minutes=30.0 if args.budget is None else args.budget,
                              meta_batch=args.meta_batch, large_draws=args.large_draws,
                              batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     settings, resolution, picked = with_defaults(
@@ -146,9 +146,10 @@ def cmd_rank(args: argparse.Namespace) -> int:
     from ..spaces.budget import sample_within
     from .console import ranking_table
 
+    _check_top(args)
     loaded = load_run(Run(args.run))
     err = _console(stderr=True)
-    budget = _budget(args)
+    budget, skipped = _budget(args), 0
     if args.archs:
         lines = read_archs(loaded.space, args.archs)
         if budget:
@@ -156,6 +157,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
                                          f"({budget.describe()})")
                      if l.candidate is not None and not budget.fits(l.candidate.graph) else l
                      for l in lines]
+        skipped = sum(1 for l in lines if l.error)
         for bad in (l for l in lines if l.error):
             err.print(f"{args.archs}:{bad.line}: skipped: {bad.error}", markup=False,
                       soft_wrap=True)
@@ -212,7 +214,11 @@ def cmd_rank(args: argparse.Namespace) -> int:
     if args.json:
         for row in shown:
             sys.stdout.write(json.dumps(_json_fields(row, extra)) + "\n")
-        return 0
-    _console().print(ranking_table(shown, extra, title=f"{args.run}: {len(rows)} candidates by "
-                                                       f"{labels[args.scorer]}"))
+    else:
+        _console().print(ranking_table(shown, extra, title=f"{args.run}: {len(rows)} candidates "
+                                                           f"by {labels[args.scorer]}"))
+    if skipped and not args.skip_bad:
+        err.print(f"{skipped} line(s) of {args.archs} skipped (exit status 1); pass --skip-bad "
+                  "to accept that", markup=False, soft_wrap=True)
+        return EXIT_PARTIAL
     return 0

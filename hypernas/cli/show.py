@@ -7,7 +7,7 @@ import json
 import sys
 
 from ..errors import HypernasError
-from ._common import _console, _json_fields
+from ._common import _check_top, _console, _json_fields
 
 __all__ = ["cmd_runs", "cmd_show"]
 
@@ -20,6 +20,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from ..runs.summary import run_space
     from .console import arch_tree, ranking_table, scores_table
 
+    _check_top(args)
     run = Run(args.run)
     if args.arch:
         cand_id, encoding = find_candidate(run, args.arch)

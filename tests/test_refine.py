@@ -549,3 +549,52 @@ def test_the_screening_pace_separates_training_from_validation():
             user_attrs={"history": history, "recipe": {"train_size": 5_000}}))
     per_image, per_eval = pace(study)
     assert per_image == pytest.approx(2e-3) and per_eval == pytest.approx(5.0)
+
+
+def test_an_interrupted_trial_runs_again_on_resume(runs, monkeypatch, capsys):
+    import hypernas.refine.optimize as optimize_module
+
+    real = optimize_module.train_network
+    calls = {"n": 0}
+
+    def interrupted_once(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optimize_module, "train_network", interrupted_once)
+    argv = ["refine", "t", "--top", "3", "--trials", "3", "--max-epochs", "1", "--mutations", "0"]
+    assert main(argv) == 130
+    assert "interrupted; what was done is saved, run the same command to resume" in (
+        capsys.readouterr().err)
+    study = open_study(Run("t", root=runs), create=False)
+    cut = [t for t in study.trials if t.state.name == "FAIL"]
+    assert len(cut) == 1 and cut[0].user_attrs["interrupted"]
+    assert main(argv) == 0
+    study = open_study(Run("t", root=runs), create=False)
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    # the cut trial ran again with its own parameters: all three seeds finished, none lost
+    assert len(done) == 3 and sorted(t.params["rank"] for t in done) == [1, 2, 3]
+    assert [t.user_attrs.get("retry_of") for t in done].count(cut[0].number) == 1
+
+
+def test_train_keeps_its_steps_when_interrupted(tmp_path, monkeypatch, capsys):
+    import hypernas.hypernet.trainer as trainer_module
+    from hypernas.hypernet.trainer import load_checkpoint
+
+    monkeypatch.setenv("HYPERNAS_RUNS", str(tmp_path))
+    real = trainer_module.HyperTrainer.train_step
+
+    def stop_at_7(self, rng, device):
+        if self.step == 7:
+            raise KeyboardInterrupt
+        return real(self, rng, device)
+
+    monkeypatch.setattr(trainer_module.HyperTrainer, "train_step", stop_at_7)
+    assert main(["train", *TINY, "--run", "k", "--steps", "20"]) == 130
+    _, _, meta = load_checkpoint(Run("k").checkpoint_path)
+    assert meta["step"] == 7  # saved on the interrupt, though no periodic checkpoint was due
+    monkeypatch.setattr(trainer_module.HyperTrainer, "train_step", real)
+    assert main(["train", *TINY, "--run", "k", "--steps", "20"]) == 0
+    assert load_checkpoint(Run("k").checkpoint_path)[2]["step"] == 20

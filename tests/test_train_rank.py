@@ -271,3 +271,27 @@ def test_a_hypernetwork_at_chance_is_said_loudly_by_train_and_rank(tmp_path, mon
     assert "no better than chance" not in out.err and "would be noise" not in out.err
     assert main(["rank", "ok", "--n", "6"]) == 0
     assert "no better than chance" not in capsys.readouterr().err
+
+
+def test_sigterm_and_ctrl_c_end_train_with_one_line_a_checkpoint_and_exit_130(tmp_path):
+    from hypernas.hypernet.trainer import load_checkpoint
+
+    env = {**os.environ, "HYPERNAS_RUNS": str(tmp_path)}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        proc = subprocess.Popen([sys.executable, "-m", "hypernas", "train", *TINY, "--run", "s",
+                                 "--steps", "100000"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        log = Run("s", root=tmp_path).train_log_path
+        rows = log.read_text().count("\n") if log.exists() else 0
+        deadline = time.time() + 120
+        while not (log.exists() and log.read_text().count("\n") >= rows + 2) and (
+                time.time() < deadline):
+            time.sleep(0.2)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert err.strip().splitlines()[-1] == ("hypernas train: interrupted; what was done is "
+                                                "saved, run the same command to resume")
+        assert "Traceback" not in err
+        _, _, meta = load_checkpoint(Run("s", root=tmp_path).checkpoint_path)
+        assert meta["step"] >= 20  # every logged step is in the checkpoint

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import threading
 from typing import Callable, Sequence
 
 from ..errors import HypernasError
@@ -247,8 +249,23 @@ def _process_settings(args: argparse.Namespace) -> None:
         default_auth_mode()
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM unwinds like SIGINT: checkpoints and locks are released
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``hypernas`` command; returns the exit status."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before the command started (parsing, settings)
+        _console(stderr=True).print("hypernas: interrupted", markup=False)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     threads = getattr(args, "threads", None)
@@ -261,11 +278,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         torch.set_num_threads(threads or _usable_cores())
     _process_settings(args)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # as Ctrl-C
     try:
         return func(args)
+    except KeyboardInterrupt:
+        _console(stderr=True).print(f"hypernas {args.command}: interrupted; what was done is "
+                                    "saved, run the same command to resume", markup=False,
+                                    soft_wrap=True)
+        return EXIT_INTERRUPTED
     except HypernasError as err:  # data errors included
         _console(stderr=True).print(f"hypernas {args.command}: error: {err}", markup=False,
                                     soft_wrap=True)
         return EXIT_USAGE
     except BrokenPipeError:  # e.g. `hypernas sample ... | head`
         return 0
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)

@@ -196,6 +196,19 @@ class HyperTrainer:
         device = self.hnet.embed.weight.device
         last_save, started = time.perf_counter(), time.perf_counter() - self.elapsed
         window: list[tuple[float, float]] = []
+        try:
+            self._loop(should_stop, device, started, last_save, window)
+        except KeyboardInterrupt:  # Ctrl-C or a SIGTERM the CLI turned into one: keep the steps
+            if self.checkpoint is not None:
+                self.save()
+            raise
+        if self.checkpoint is not None:
+            self.save()
+        return {"step": self.step, "elapsed": self.elapsed, "nan_skipped": self.nan_skipped}
+
+    def _loop(self, should_stop: Callable[[], bool] | None, device: torch.device, started: float,
+              last_save: float, window: list[tuple[float, float]]) -> None:
+        """The steps, with a checkpoint every ``checkpoint_every`` seconds."""
         while self.progress() < 1.0 and not (should_stop and should_stop()):
             rng = random.Random(self.cfg.seed * 1_000_003 + self.step)
             loss, acc = self.train_step(rng, device)
@@ -211,9 +224,6 @@ class HyperTrainer:
             if self.checkpoint is not None and time.perf_counter() - last_save > self.cfg.checkpoint_every:
                 self.save()
                 last_save = time.perf_counter()
-        if self.checkpoint is not None:
-            self.save()
-        return {"step": self.step, "elapsed": self.elapsed, "nan_skipped": self.nan_skipped}
 
     def _row(self, window: list[tuple[float, float]]) -> dict[str, Any]:
         return {"step": self.step, "elapsed": round(self.elapsed, 2),

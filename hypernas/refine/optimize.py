@@ -74,7 +74,12 @@ def refine_run(loaded: LoadedRun, cfg: RefineConfig,
                 if cfg.prune and trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after epoch {row['epoch']}")
 
-            result = train_network(net, loaded.data.train, loaded.data.val, recipe, on_epoch=report)
+            try:
+                result = train_network(net, loaded.data.train, loaded.data.val, recipe,
+                                       on_epoch=report)
+            except KeyboardInterrupt:  # Optuna marks it failed; the next call runs it again
+                trial.set_user_attr("interrupted", True)
+                raise
             save_weights(run, trial.number, state_bytes(net))
             trial.set_user_attr("history", result.history)
             return result.val_acc

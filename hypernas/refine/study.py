@@ -84,16 +84,23 @@ def run_lock(run: Run) -> AbstractContextManager[None]:
 
 
 def recover_trials(run: Run, study: optuna.Study) -> int:
-    """Mark trials left RUNNING by a killed refinement failed and queue their parameters again
-    (only called while holding the run's refinement lock, so no live process owns them)."""
+    """Mark trials left RUNNING by a killed refinement failed and queue their parameters again,
+    and queue again the trials an interrupt (Ctrl-C, SIGTERM) failed; each is retried once.
+    Only called while holding the run's refinement lock, so no live process owns them."""
     storage = optuna.storages.get_storage(_storage_url(run))
     study_id = storage.get_study_id_from_name(STUDY)
     stuck = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
     for trial in stuck:
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    cut = [t for t in trials if t.state == optuna.trial.TrialState.FAIL
+           and (t.number in {s.number for s in stuck} or t.user_attrs.get("interrupted"))
+           and t.number not in retried]
+    for trial in cut:
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-    return len(stuck)
+    return len(cut)
 
 
 def finished(study: optuna.Study) -> int:

@@ -98,3 +98,35 @@ def test_a_run_lock_refuses_a_second_process_and_dies_with_its_holder(tmp_path):
         proc.wait()
     with run_lock(run, "train", "trained"):  # the OS released the dead holder's lock
         pass
+
+
+def test_a_space_file_runs_only_unchanged_and_trusted(tmp_path, monkeypatch, capsys):
+    from tests.test_space_contract import USER_SPACE
+
+    from hypernas.cli import main
+
+    monkeypatch.setenv("HYPERNAS_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("HYPERNAS_TRUSTED_SPACES", str(tmp_path / "mine"))
+    space = tmp_path / "tiny_space.py"
+    space.write_text(USER_SPACE)
+    train = ["train", str(space), "--data", "mnist1d", "--steps", "1", "--meta-batch", "2",
+             "--batch-size", "4", "--dim", "8", "--samples", "1", "--run", "u"]
+    assert main(train) == 0  # the user named the file: trusted
+    assert main(["rank", "u", "--n", "2", "--json"]) == 0
+    assert len(Run("u").read_config()["space_sha256"]) == 64
+    capsys.readouterr()
+    # a run folder from someone else: this user has never run that file
+    monkeypatch.setenv("HYPERNAS_TRUSTED_SPACES", str(tmp_path / "someone-else"))
+    assert main(["rank", "u", "--n", "1"]) == 2
+    assert "which you have not used before" in capsys.readouterr().err
+    assert main(["refine", "u", "--trials", "1"]) == 2
+    assert "which you have not used before" in capsys.readouterr().err
+    assert main(["rank", "u", "--n", "2", "--json", "--trust-space"]) == 0
+    cand = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert main(["show", "u", "--arch", cand["id"], "--json"]) == 0  # trusted from now on
+    # the file changed since the run was made: refused even when trusted
+    space.write_text(USER_SPACE + "\nimport os  # something new\n")
+    for argv in (["rank", "u", "--n", "2", "--trust-space"], ["show", "u", "--arch", cand["id"]],
+                 train):
+        assert main(argv) == 2
+        assert "was made with another version of" in capsys.readouterr().err

@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Score random candidates (--n) or those listed in a file "
                                    "(--archs, one encoding per line) and print the ranking.")
     p.add_argument("run", help="run name (runs/RUN/)")
+    p.add_argument("--trust-space", action="store_true",
+                   help="run the run's space file even though you have not used it before "
+                        "(read it first: it is code)")
     p.add_argument("--n", type=int, default=100, help="random candidates (default 100)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
     p.add_argument("--archs", metavar="FILE", help="file with one encoding per line")
@@ -117,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "with --arch ID one candidate drawn as a tree with its score "
                                    "under every ranking of the run.")
     p.add_argument("run", help="run name (runs/RUN/)")
+    p.add_argument("--trust-space", action="store_true",
+                   help="run the run's space file even though you have not used it before "
+                        "(read it first: it is code)")
     p.add_argument("--ranking", metavar="LABEL",
                    help="which ranking (default: hypernet, else the run's first)")
     p.add_argument("--arch", metavar="ID", help="one candidate by canonical id (or a prefix)")
@@ -141,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "weights, with the recipe and local mutations as parameters; "
                                    "pruned per epoch; resumable.")
     p.add_argument("run", help="run name (runs/RUN/)")
+    p.add_argument("--trust-space", action="store_true",
+                   help="run the run's space file even though you have not used it before "
+                        "(read it first: it is code)")
     p.add_argument("--top", type=int, default=8, help="ranked candidates to start from (8)")
     p.add_argument("--trials", type=int, default=16, help="finished trials to reach (16)")
     p.add_argument("--max-epochs", type=int, default=4, help="most epochs per trial (4)")
@@ -163,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write safetensors weights, graph JSON and a model card, plus "
                                    "ONNX (checked against onnxruntime) and a torch.export .pt2.")
     p.add_argument("run", help="run name (runs/RUN/)")
+    p.add_argument("--trust-space", action="store_true",
+                   help="run the run's space file even though you have not used it before "
+                        "(read it first: it is code)")
     p.add_argument("--out", required=True, help="directory to create")
     p.add_argument("--arch", metavar="ID", help="a refined candidate (default: the best)")
     p.add_argument("--format", default="safetensors,onnx,pt2",
@@ -249,6 +261,16 @@ def _process_settings(args: argparse.Namespace) -> None:
         default_auth_mode()
 
 
+def _trust_run_space(name: str) -> None:
+    """``--trust-space``: add the space file the run names to this user's trusted spaces."""
+    from ..runs.store import Run
+    from ..spaces.trust import is_space_file, trust
+
+    space = str(Run(name).read_config().get("space", ""))
+    if is_space_file(space):
+        trust(space)
+
+
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
@@ -281,6 +303,8 @@ def _main(argv: Sequence[str] | None) -> int:
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # as Ctrl-C
     try:
+        if getattr(args, "trust_space", False):
+            _trust_run_space(args.run)
         return func(args)
     except KeyboardInterrupt:
         _console(stderr=True).print(f"hypernas {args.command}: interrupted; what was done is "

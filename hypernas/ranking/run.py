@@ -32,6 +32,7 @@ from ..hypernet.model import GraphHyperNetwork, HyperNetConfig
 from ..hypernet.trainer import HyperTrainConfig, HyperTrainer
 from ..runs.store import Run, RunError, append_jsonl, run_lock
 from ..spaces.space import SearchSpace, load_space
+from ..spaces.trust import check_space_file, file_sha256, is_space_file, trust
 from .scoring import ScoreConfig
 
 __all__ = ["RunConfig", "LoadedRun", "materialise", "start_run", "load_run", "train_run",
@@ -102,7 +103,10 @@ def materialise(cfg: RunConfig) -> tuple[SearchSpace, Dataset]:
 def start_run(run: Run, cfg: RunConfig) -> LoadedRun:
     """Create a run, or reopen it when everything but the training budget matches; the
     hypernetwork's shape census is taken from the space on creation."""
+    if is_space_file(cfg.space):  # named by the caller: its code is theirs to run
+        trust(cfg.space)
     if run.exists():
+        check_space_file(run.read_config(), run.name)
         old = RunConfig.from_dict(run.read_config())
         hnet = dataclasses.replace(cfg.hypernet, space=old.hypernet.space,
                                    census=old.hypernet.census, slots=old.hypernet.slots)
@@ -118,13 +122,16 @@ def start_run(run: Run, cfg: RunConfig) -> LoadedRun:
     made = HyperNetConfig.for_space(space, positional=cfg.hypernet.positional)
     cfg = dataclasses.replace(cfg, hypernet=dataclasses.replace(
         cfg.hypernet, space=space.name, census=made.census, slots=made.slots))
+    hashed = {"space_sha256": file_sha256(cfg.space)} if is_space_file(cfg.space) else {}
     run.create({**cfg.to_dict(), "space_config": space.config.to_dict(),
-                "versions": _versions()})
+                "versions": _versions(), **hashed})
     return LoadedRun(run, cfg, space, data)
 
 
 def load_run(run: Run) -> LoadedRun:
-    """Reopen an existing run."""
+    """Reopen an existing run (a space file it names must be unchanged and trusted:
+    :mod:`hypernas.spaces.trust`)."""
+    check_space_file(run.read_config(), run.name)
     cfg = RunConfig.from_dict(run.read_config())
     space, data = materialise(cfg)
     return LoadedRun(run, cfg, space, data)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..spaces.space import SearchSpace, load_space
+from ..spaces.trust import check_space_file
 from .rankings import default_label, ranked_rows, ranking_labels
 from .store import Run, RunError, runs_root
 
@@ -22,8 +23,10 @@ __all__ = ["run_space", "run_summary", "list_runs"]
 
 
 def run_space(run: Run) -> SearchSpace:
-    """The run's search space, rebuilt from its config (no dataset needed)."""
+    """The run's search space, rebuilt from its config (no dataset needed); a space file must
+    be unchanged and trusted (:mod:`hypernas.spaces.trust`)."""
     config = run.read_config()
+    check_space_file(config, run.name)
     return load_space(config["space"], **config.get("space_config", {}))
 
 

@@ -133,3 +133,15 @@ def test_tampered_or_mismatched_files_are_refused(cell, tmp_path):
     (tmp_path / "m" / "model_card.json").write_text("{oops")
     with pytest.raises(ExportError, match="corrupt"):
         load(tmp_path / "m")
+
+
+def test_a_missing_export_extra_is_named_and_nothing_is_written(cell, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "onnxscript" else real(name, *a))
+    with pytest.raises(ExportError, match=r"needs onnxscript \(not installed\): pip install "
+                                          r"'hypernas\[export\]'"):
+        export_model(_trained_like(cell.graph), tmp_path / "m", {}, formats=["onnx"])
+    assert list(tmp_path.iterdir()) == []

@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import math
@@ -160,11 +161,12 @@ def _batch_dim() -> dict[str, Any]:
 
 
 def _export_onnx(net: Network, path: Path, x: Tensor, want: Tensor) -> None:
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ExportError("ONNX export needs onnx, onnxscript and onnxruntime: pip install "
-                          "'hypernas[export]' (or leave onnx out of --format)") from None
+    missing = [m for m in ("onnx", "onnxscript", "onnxruntime")
+               if importlib.util.find_spec(m) is None]
+    if missing:  # torch's exporter would fail deep inside with "No module named ..."
+        raise ExportError(f"ONNX export needs {', '.join(missing)} (not installed): pip install "
+                          "'hypernas[export]', or leave onnx out of --format")
+    import onnxruntime
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # the exporter logs every torchvision op it skips

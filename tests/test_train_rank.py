@@ -158,6 +158,24 @@ def test_runs_lists_stage_size_and_best(runs, capsys):
     assert after["best"]["id"] == top["id"] and after["best"]["score"] == top["score"]
     assert main(["runs"]) == 0
     assert "ranked" in capsys.readouterr().out
+    assert main(["refine", "t", "--top", "2", "--trials", "2", "--max-epochs", "1"]) == 0
+    capsys.readouterr()
+    assert main(["runs", "--json"]) == 0
+    assert _json_lines(capsys)[0]["stage"] == "refined (2 trained)"
+    assert main(["export", "t", "--out", str(runs / "t" / "exports" / "best"),
+                 "--format", "safetensors"]) == 0
+    card = json.loads((runs / "t" / "exports" / "best" / "model_card.json").read_text())
+    capsys.readouterr()
+    assert main(["runs", "--json"]) == 0
+    (done,) = _json_lines(capsys)
+    assert done["stage"] == "exported"
+    assert done["best"] == {"kind": "exported", "id": card["id"], "val_acc": card["val_acc"],
+                            "test_acc": card["test_acc"]}  # the trained winner
+    Run("t", root=runs).checkpoint_path.write_bytes(b"torn")
+    assert main(["runs", "--json"]) == 0
+    assert _json_lines(capsys)[0]["stage"] == "exported, checkpoint unreadable"
+    assert main(["runs"]) == 0
+    assert "exported: val acc" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, words", [

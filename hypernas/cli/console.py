@@ -172,12 +172,18 @@ def format_bytes(n: int) -> str:
 def runs_table(summaries: Iterable[dict[str, Any]]) -> Table:
     """One row per run: name, space, data, hypernet, stage, size, candidates ranked, best."""
     table = Table(title="runs")
-    for col in ("run", "space", "data", "hypernet", "stage", "size", "ranked", "best (score ± spread)"):
+    for col in ("run", "space", "data", "hypernet", "stage", "size", "ranked", "best"):
         table.add_column(col, justify="right" if col in ("size", "ranked") else "left")
     for s in summaries:
         best = s.get("best")
-        shown = (f"{best['id']} {format_score(best['score'], best['spread'])} ({best['label']})"
-                 if best else "-")
+        if not best:
+            shown = "-"
+        elif best.get("kind") == "exported":
+            shown = (f"{best['id']} exported: val acc {best['val_acc']:.4f}, test acc "
+                     f"{best['test_acc']:.4f}")
+        else:
+            shown = (f"{best['id']} {format_score(best['score'], best['spread'])} "
+                     f"({best['label']} score)")
         stage = s["stage"] + (f", step {s['step']}" if s.get("step") is not None else "")
         table.add_row(s["run"], str(s.get("space") or "?"), str(s.get("data") or "?"),
                       str(s.get("backbone") or "?"), stage, format_bytes(s.get("size_bytes", 0)),

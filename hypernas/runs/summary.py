@@ -62,6 +62,7 @@ def run_summary(run: Run) -> dict[str, Any]:
                     else meta["elapsed"] >= 60 * train.get("budget_minutes", 0) - 1)
             out["step"] = meta["step"]
             out["stage"] = "trained" if done else "training (stopped)"
+    unreadable = out["stage"] == "checkpoint unreadable"
     if ranking_labels(run):
         label = default_label(run)
         try:
@@ -72,9 +73,30 @@ def run_summary(run: Run) -> dict[str, Any]:
             out["stage"] = "ranked"
             out["ranked"] = len(rows)
             best = rows[0]
-            out["best"] = {"label": label, "id": best["id"], "score": best["score"],
-                           "spread": best.get("spread", 0.0)}
+            out["best"] = {"kind": "score", "label": label, "id": best["id"],
+                           "score": best["score"], "spread": best.get("spread", 0.0)}
+    refined = sorted((run.path / "refined").glob("trial_*.safetensors"))
+    if refined:
+        out["stage"] = f"refined ({len(refined)} trained)"
+    card = _exported_card(run)
+    if card is not None:  # the trained winner, not the hypernet's favourite
+        out["stage"] = "exported"
+        out["best"] = {"kind": "exported", "id": card.get("id"), "val_acc": card.get("val_acc"),
+                       "test_acc": card.get("test_acc")}
+    if unreadable and out["stage"] != "checkpoint unreadable":
+        out["stage"] += ", checkpoint unreadable"
     return out
+
+
+def _exported_card(run: Run) -> dict[str, Any] | None:
+    """The model card of the run's most recent export, if it has one that parses."""
+    cards = sorted(run.exports_dir.glob("*/model_card.json"), key=lambda p: p.stat().st_mtime)
+    for path in reversed(cards):
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def list_runs(root: str | Path | None = None) -> list[dict[str, Any]]:

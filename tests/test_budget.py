@@ -153,6 +153,13 @@ def test_a_search_under_a_budget_exports_a_winner_within_it(tmp_path, monkeypatc
     assert (pareto["place"] is None) == (pareto["beaten_by"] > 0)
     space = load_space("mlp", input_shape=(1, 8, 8), num_classes=10, max_depth=2)
     assert count_params(space.replay(card["encoding"]).graph) <= 4000
+    # show keeps the 2-epoch screens and the finalists' 5-epoch trainings in their own columns
+    capsys.readouterr()
+    assert main(["show", "s", "--json"]) == 0
+    rows = {r["id"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    winner = rows[card["id"]]
+    assert winner["finalist_val_acc"] == card["val_acc"] and winner["finalist_epochs"] == 5
+    assert winner["refined_epochs"] == 2 and "refined_val_acc" in winner
 
 
 # ------------------------------------------------------------------ the Pareto front

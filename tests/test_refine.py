@@ -56,8 +56,8 @@ def test_refine_starts_from_the_top_and_feeds_back_into_show(runs, capsys):
     assert all(len(t.intermediate_values) >= 1 for t in trials)    # an accuracy per epoch
     shown = {r["id"]: r for r in _ranked(capsys)}
     for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
-        assert shown.get(t.user_attrs["id"], {}).get("trained_val_acc", t.value) >= t.value - 1e-9
-    assert all("trained_val_acc" in shown[i] for i in top)
+        assert shown.get(t.user_attrs["id"], {}).get("refined_val_acc", t.value) >= t.value - 1e-9
+    assert all("refined_val_acc" in shown[i] for i in top)
     # asked again for 3: nothing to do; asked for 4: one more trial, the first three kept
     assert main(["refine", "t", "--top", "2", "--trials", "4", "--max-epochs", "1",
                  "--random-init"]) == 0

@@ -41,15 +41,20 @@ def cmd_show(args: argparse.Namespace) -> int:
     picked = select_rows(rows, sort=args.sort, descending=args.desc, top=args.top,
                          max_params=args.max_params, min_params=args.min_params,
                          max_macs=args.max_macs)
+    # refinement (or screening) trials and the finalists' longer trainings are kept apart: a
+    # 2-epoch screen and a 5-epoch finalist are not the same measurement
+    trained = {"refined": refined_rows(run, fits=False), "finalist": refined_rows(run, only_fits=True)}
     if args.json:
-        trained = {i: r["val_acc"] for i, r in refined_rows(run).items()}
         for row in picked:
-            extra = {"trained_val_acc": trained[row["id"]]} if row["id"] in trained else {}
+            extra = {f"{kind}_val_acc": rows_[row["id"]]["val_acc"]
+                     for kind, rows_ in trained.items() if row["id"] in rows_}
+            extra.update({f"{kind}_epochs": rows_[row["id"]].get("epochs")
+                          for kind, rows_ in trained.items() if row["id"] in rows_})
             sys.stdout.write(json.dumps({**_json_fields(row), **extra}) + "\n")
         return 0
     label = args.ranking or default_label(run)
-    trained = {i: r["val_acc"] for i, r in refined_rows(run).items()}
-    extra = {"trained val acc": trained} if trained else None
+    extra = {f"{kind} val acc": {i: r["val_acc"] for i, r in rows_.items()}
+             for kind, rows_ in trained.items() if rows_} or None
     _console().print(ranking_table(picked, extra, title=f"{args.run}: {len(picked)} of {len(rows)} "
                                                  f"candidates ({label}), by {args.sort}"))
     return 0

@@ -132,13 +132,16 @@ def completed(study: optuna.Study, fits: bool = True) -> list[optuna.trial.Froze
     return done if fits else [t for t in done if "fit_of" not in t.user_attrs]
 
 
-def refined_rows(run: Run, fits: bool = True) -> dict[str, dict[str, Any]]:
+def refined_rows(run: Run, fits: bool = True, only_fits: bool = False
+                 ) -> dict[str, dict[str, Any]]:
     """Best finished trial per candidate id: ``{id: {val_acc, trial, epochs, ...}}`` (empty when
-    the run has no study); ``fits=False`` leaves out the trainings :func:`fit_candidate` added."""
+    the run has no study); ``fits=False`` leaves out the trainings :func:`fit_candidate` added,
+    ``only_fits=True`` keeps only those."""
     if not run.study_path.exists():
         return {}
     best: dict[str, dict[str, Any]] = {}
-    for trial in completed(open_study(run, create=False), fits):
+    trials = completed(open_study(run, create=False), fits)
+    for trial in (t for t in trials if not only_fits or "fit_of" in t.user_attrs):
         cid = trial.user_attrs.get("id")
         if cid is not None and (cid not in best or trial.value > best[cid]["val_acc"]):
             best[cid] = {"val_acc": trial.value, "trial": trial.number,

@@ -43,7 +43,8 @@ def cmd_show(args: argparse.Namespace) -> int:
                          max_macs=args.max_macs)
     # refinement (or screening) trials and the finalists' longer trainings are kept apart: a
     # 2-epoch screen and a 5-epoch finalist are not the same measurement
-    trained = {"refined": refined_rows(run, fits=False), "finalist": refined_rows(run, only_fits=True)}
+    trained = {"refined": refined_rows(run, fits=False),
+               "finalist": refined_rows(run, only_fits=True)}
     if args.json:
         for row in picked:
             extra = {f"{kind}_val_acc": rows_[row["id"]]["val_acc"]

@@ -107,6 +107,7 @@ def test_force_replaces_only_a_previous_export(cell, tmp_path, make):
 def _rehash(path: Path, name: str) -> None:
     card = json.loads((path / "model_card.json").read_text())
     card["files"][name] = export_module._sha256(path / name)
+    card["card_sha256"] = export_module.card_digest(card)  # a careful forger
     (path / "model_card.json").write_text(json.dumps(card))
 
 
@@ -145,3 +146,13 @@ def test_a_missing_export_extra_is_named_and_nothing_is_written(cell, tmp_path, 
                                           r"'hypernas\[export\]'"):
         export_model(_trained_like(cell.graph), tmp_path / "m", {}, formats=["onnx"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_hand_edited_model_card_is_refused(cell, tmp_path):
+    export_model(_trained_like(cell.graph), tmp_path / "m", {"val_acc": 0.8})
+    path = tmp_path / "m" / "model_card.json"
+    card = json.loads(path.read_text())
+    load(tmp_path / "m")  # as exported, it loads
+    path.write_text(json.dumps({**card, "val_acc": 0.99}))
+    with pytest.raises(ExportError, match="was edited after the export"):
+        load(tmp_path / "m")

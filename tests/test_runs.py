@@ -130,3 +130,19 @@ def test_a_space_file_runs_only_unchanged_and_trusted(tmp_path, monkeypatch, cap
                  train):
         assert main(argv) == 2
         assert "was made with another version of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("line", ['{"id": "abc"}', '{"id": 3, "encoding": "x", "score": 1.0}',
+                                  '{"id": "a", "encoding": "x", "score": "high"}',
+                                  '{"id": "a", "encoding": "x", "score": true}'])
+def test_a_foreign_ranking_row_is_refused_with_its_row(tmp_path, line):
+    from hypernas.runs.rankings import ranking_rows
+
+    run = Run("r", root=tmp_path)
+    good = {"id": "a1", "encoding": "e", "score": -0.3}
+    append_jsonl(run.ranking_path("hypernet"), good)
+    assert ranking_rows(run, "hypernet") == {"a1": good}
+    with run.ranking_path("hypernet").open("a") as fh:
+        fh.write(line + "\n")
+    with pytest.raises(RunError, match=r"row 2: not a hypernas ranking row"):
+        ranking_rows(run, "hypernet")

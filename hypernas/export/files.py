@@ -96,6 +96,7 @@ def export_model(net: Network, out: str | Path, card: dict[str, Any],
                 "num_outputs": net.graph.graph["num_outputs"], "formats": sorted(
                     {"safetensors", *formats}), "onnx_atol": ONNX_ATOL if "onnx" in formats
                 else None, "files": files}
+        card["card_sha256"] = card_digest(card)
         (work / CARD).write_text(json.dumps(card, indent=1, sort_keys=True))
         (work / "README.md").write_text(_readme(card))
         work.chmod(0o755)
@@ -106,6 +107,13 @@ def export_model(net: Network, out: str | Path, card: dict[str, Any],
         if work.exists():
             shutil.rmtree(work)
     return card
+
+
+def card_digest(card: dict[str, Any]) -> str:
+    """SHA-256 of a model card's content without its own ``card_sha256`` field (what the card
+    records, so a hand-edited card is told from the exported one)."""
+    body = {k: v for k, v in card.items() if k != "card_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def _check_replaceable(out: Path) -> None:
@@ -235,6 +243,9 @@ def load(path: str | Path) -> Network:
         raise ExportError(f"{path} is not a hypernas export ({CARD} is missing)") from None
     except (json.JSONDecodeError, KeyError, TypeError, ValueError):
         raise ExportError(f"{path / CARD} is corrupt; export the model again") from None
+    if "card_sha256" in card and card["card_sha256"] != card_digest(card):
+        raise ExportError(f"{path / CARD} was edited after the export (its figures no longer match "
+                          "its hash); export the model again")
     for name in (GRAPH, WEIGHTS):
         if name not in files or not (path / name).exists():
             raise ExportError(f"{path} lacks {name}; export the model again")

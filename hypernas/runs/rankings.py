@@ -26,10 +26,23 @@ __all__ = ["SORT_KEYS", "ranking_labels", "default_label", "ranking_rows", "rank
 SORT_KEYS = ("rank", "score", "spread", "params", "macs", "id", "encoding")
 
 
+ROW_FIELDS = {"id": str, "encoding": str, "score": (int, float)}  # what every ranking row has
+
+
 def ranking_rows(run: Run, label: str) -> dict[str, dict[str, Any]]:
-    """Rows of a ranking by canonical id (the first row of an id wins)."""
+    """Rows of a ranking by canonical id (the first row of an id wins). A row that is not a
+    hypernas ranking row (pasted from elsewhere, hand-edited) is refused with its line, never
+    half-read; a line cut short by a kill is skipped (``read_jsonl``)."""
     rows: dict[str, dict[str, Any]] = {}
-    for row in read_jsonl(run.ranking_path(label)):
+    path = run.ranking_path(label)
+    for i, row in enumerate(read_jsonl(path), start=1):
+        bad = [k for k, kind in ROW_FIELDS.items()
+               if not isinstance(row, dict) or not isinstance(row.get(k), kind)
+               or isinstance(row.get(k), bool)]
+        if bad:
+            raise RunError(f"{path}, row {i}: not a hypernas ranking row (no valid "
+                           f"{', '.join(bad)}); remove that row, or delete the file to rank "
+                           "again")
         rows.setdefault(row["id"], row)
     return rows
 

@@ -208,3 +208,17 @@ def test_show_pareto_prints_the_front_and_a_plot_and_json_marks_it(runs, capsys)
     assert main(["show", "t", "--pareto", "--max-params", "10"]) == 2
     assert "no ranked candidate to put on a Pareto front within the filters" in (
         capsys.readouterr().err)
+
+
+def test_a_search_can_screen_in_the_combined_order(tmp_path, monkeypatch, capsys):
+    from hypernas.refine.study import open_study
+    from hypernas.runs.rankings import ranked_rows
+
+    monkeypatch.setenv("HYPERNAS_RUNS", str(tmp_path))
+    assert main(["search", *TINY, "--budget", "0.05", "--n", "6", "--top", "2",
+                 "--format", "safetensors", "--run", "c", "--combine", "naswot"]) == 0
+    combined = ranked_rows(Run("c"), "combined")
+    assert len(combined) == 6 and len(ranked_rows(Run("c"), "naswot")) == 6
+    screens = [t for t in open_study(Run("c"), create=False).trials
+               if "fit_of" not in t.user_attrs]
+    assert screens[0].user_attrs["id"] == combined[0]["id"]  # the first screen: combined's best

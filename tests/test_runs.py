@@ -146,3 +146,39 @@ def test_a_foreign_ranking_row_is_refused_with_its_row(tmp_path, line):
         fh.write(line + "\n")
     with pytest.raises(RunError, match=r"row 2: not a hypernas ranking row"):
         ranking_rows(run, "hypernet")
+
+
+def test_combined_ranking_is_the_rank_average_over_the_common_pool():
+    from hypernas.runs.rankings import combine_rankings
+
+    hyper = {i: {"id": i, "encoding": i, "score": s, "params": 1}
+             for i, s in {"a": -0.3, "b": -0.5, "c": -0.4, "d": -0.35}.items()}
+    naswot = {i: {"id": i, "encoding": i, "score": s}
+              for i, s in {"a": 500.0, "b": 520.0, "c": 510.0, "d": 510.0, "e": 1.0}.items()}
+    rows = combine_rankings({"hypernet": hyper, "naswot": naswot})
+    assert set(rows) == {"a", "b", "c", "d"}  # e is not ranked by the hypernet
+    # percentiles over 4: hypernet a 1, d 2/3, c 1/3, b 0; naswot b 1, c and d tie at 0.5, a 0
+    want = {"a": 0.5, "b": 0.5, "c": (1 / 3 + 0.5) / 2, "d": (2 / 3 + 0.5) / 2}
+    assert {i: r["score"] for i, r in rows.items()} == pytest.approx(want)
+    assert rows["a"]["parts"] == {"hypernet": -0.3, "naswot": 500.0}
+    assert rows["a"]["params"] == 1 and rows["a"]["scorer"] == "combined"
+    # scale-free: any increasing transform of a part changes nothing
+    scaled = {i: {**r, "score": r["score"] * 1e6 - 7} for i, r in naswot.items()}
+    again = combine_rankings({"hypernet": hyper, "naswot": scaled})
+    assert {i: r["score"] for i, r in again.items()} == pytest.approx(want)
+
+
+def test_rank_combine_writes_the_combined_ranking(tmp_path, monkeypatch, capsys):
+    from hypernas.cli import main
+    from hypernas.runs.rankings import ranked_rows
+
+    monkeypatch.setenv("HYPERNAS_RUNS", str(tmp_path))
+    assert main(["train", "mlp", "--data", "digits", "--set", "max_depth=2", "--steps", "2",
+                 "--dim", "8", "--samples", "2", "--run", "t"]) == 0
+    capsys.readouterr()
+    assert main(["rank", "t", "--n", "6", "--combine", "naswot", "--json"]) == 0
+    shown = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    combined = ranked_rows(Run("t"), "combined")
+    assert [r["id"] for r in shown] == [r["id"] for r in combined]
+    assert all(0 <= r["score"] <= 1 for r in combined) and len(combined) == 6
+    assert main(["rank", "t", "--n", "6", "--combine", "naswot", "--ranking", "x"]) == 2

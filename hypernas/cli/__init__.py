@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--archs", metavar="FILE", help="file with one encoding per line")
     _add_budget_args(p, "candidates (random ones are drawn within it; --archs lines over it "
                         "are skipped)")
+    p.add_argument("--combine", metavar="A,B",
+                   help="also score with these proxies and rank by the average of the ranks "
+                        "(written as the run's 'combined' ranking), e.g. --combine naswot")
     p.add_argument("--skip-bad", action="store_true",
                    help="exit 0 when --archs lines were skipped (default: exit 1, after ranking "
                         "the rest)")
@@ -208,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", metavar="HOST:PORT", help="a running Ray cluster (with --workers)")
     p.add_argument("--format", default="safetensors,onnx,pt2", help="export formats")
     _add_budget_args(p, "candidates (drawn within it, and their mutants)")
+    p.add_argument("--combine", metavar="A,B",
+                   help="screen in the order of the average of the hypernet's and these "
+                        "proxies' ranks (e.g. naswot)")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                    help="train the search's own hypernetwork even where one is shipped for the "
                         "space and data (the default NB201 / Fashion-MNIST search ranks with "

@@ -13,7 +13,15 @@ from typing import Any, Callable
 from rich.console import Console
 
 from ..errors import HypernasError
-from ._common import EXIT_PARTIAL, _budget, _check_ray_args, _check_top, _console, _json_fields, _parse_setting
+from ._common import (
+    EXIT_PARTIAL,
+    _budget,
+    _check_ray_args,
+    _check_top,
+    _console,
+    _json_fields,
+    _parse_setting,
+)
 
 __all__ = ["cmd_rank", "cmd_train"]
 
@@ -141,7 +149,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     from ..ranking.rank import rank_run, read_archs
     from ..ranking.run import load_run
     from ..ranking.scoring import chance_warning
-    from ..runs.rankings import ranking_rows
+    from ..runs.rankings import COMBINED, ranking_rows, write_combined
     from ..runs.store import Run
     from ..spaces.budget import sample_within
     from .console import ranking_table
@@ -168,8 +176,12 @@ def cmd_rank(args: argparse.Namespace) -> int:
         if args.n < 1:
             raise HypernasError(f"--n must be at least 1, got {args.n}")
         cands = sample_within(loaded.space, budget, args.n, seed=args.seed)
-    scorers = [args.scorer] + [p for p in (args.proxies.split(",") if args.proxies else [])
-                               if p and p != args.scorer]
+    combine = [p for p in (args.combine.split(",") if args.combine else []) if p]
+    if combine and args.ranking:
+        raise HypernasError("--combine writes the run's 'combined' ranking; leave out --ranking")
+    scorers = list(dict.fromkeys([args.scorer, *(p for p in (args.proxies.split(",")
+                                                                if args.proxies else []) if p),
+                                  *combine]))
     labels = {s: s for s in scorers}
     if args.ranking:
         labels[args.scorer] = args.ranking
@@ -194,12 +206,16 @@ def cmd_rank(args: argparse.Namespace) -> int:
                                if i in unique})
             rankings[scorer] = rank(loaded, cands, scorer, label=label,
                                     on_rows=lambda rows, l=label: feed.add(l, rows))
-    main = rankings[args.scorer]
+    main, title = rankings[args.scorer], labels[args.scorer]
     if args.scorer == "hypernet":
         warning = chance_warning([main[c.id] for c in cands], loaded.data.num_classes)
         if warning:
             err.print(f"warning: {warning}", style="bold yellow", markup=False,
                       soft_wrap=True)
+    if combine:  # rank average of the scorer and the combined proxies, over the run's pool
+        parts = [labels[args.scorer], *(p for p in combine if p != args.scorer)]
+        main = write_combined(loaded.run, parts)
+        title = f"{COMBINED} ({' + '.join(parts)}, rank average)"
     if args.archs:
         rows = [{**main[l.candidate.id], "line": l.line, "encoding": l.text}
                 for l in lines if l.candidate is not None]
@@ -216,7 +232,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
             sys.stdout.write(json.dumps(_json_fields(row, extra)) + "\n")
     else:
         _console().print(ranking_table(shown, extra, title=f"{args.run}: {len(rows)} candidates "
-                                                           f"by {labels[args.scorer]}"))
+                                                           f"by {title}"))
     if skipped and not args.skip_bad:
         err.print(f"{skipped} line(s) of {args.archs} skipped (exit status 1); pass --skip-bad "
                   "to accept that", markup=False, soft_wrap=True)

@@ -63,6 +63,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                        candidates=args.n, top=args.top, trials=args.trials,
                        finalists=args.finalists, workers=args.workers, address=args.address,
                        formats=formats, name=args.run, seed=args.seed,
+                       combine=tuple(p for p in (args.combine or "").split(",") if p),
                        pretrained=args.pretrained, max_params=args.max_params,
                        max_macs=args.max_macs)
     _check_ray_args(args, "K (the number of scoring actors)")

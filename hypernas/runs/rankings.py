@@ -16,12 +16,15 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import bisect
+import json
+import os
+from typing import Any, Mapping, Sequence
 
 from .store import Run, RunError, read_jsonl
 
 __all__ = ["SORT_KEYS", "ranking_labels", "default_label", "ranking_rows", "ranked_rows",
-           "select_rows", "find_candidate", "scores_of", "pareto_front", "PARETO_COSTS"]
+           "select_rows", "find_candidate", "scores_of", "pareto_front", "PARETO_COSTS", "combine_rankings", "write_combined", "COMBINED"]
 
 SORT_KEYS = ("rank", "score", "spread", "params", "macs", "id", "encoding")
 
@@ -58,6 +61,46 @@ def default_label(run: Run) -> str:
     if not labels:
         raise RunError(f"run {run.name!r} has no ranking yet; make one: hypernas rank {run.name}")
     return "hypernet" if "hypernet" in labels else labels[0]
+
+
+COMBINED = "combined"  # the label of a run's rank-averaged ranking
+
+
+def combine_rankings(rankings: Mapping[str, Mapping[str, dict[str, Any]]]
+                     ) -> dict[str, dict[str, Any]]:
+    """Rank average of several rankings (``{label: {id: row}}``), over the ids every one of
+    them ranks: a row's ``score`` is the mean over the labels of its percentile (1 the best of
+    the pool, 0 the worst; ties share one). Scale-free, so a loss and a log-determinant weigh
+    the same; it depends on the pool, so it is recomputed from its parts whenever they grow.
+    Each row keeps the first label's fields and its parts' scores in ``parts``."""
+    labels = list(rankings)
+    common = set.intersection(*(set(r) for r in rankings.values())) if labels else set()
+    ids = sorted(common)
+    percentile: dict[str, dict[str, float]] = {}
+    for label in labels:
+        scores = sorted(rankings[label][i]["score"] for i in ids)
+        for i in ids:
+            s = rankings[label][i]["score"]
+            below = bisect.bisect_left(scores, s)
+            ties = bisect.bisect_right(scores, s) - below
+            rank = below + (ties - 1) / 2  # 0-based, ties share the mean place
+            percentile.setdefault(i, {})[label] = rank / max(len(ids) - 1, 1)
+    first = rankings[labels[0]] if labels else {}
+    return {i: {**first[i], "score": sum(percentile[i].values()) / len(labels), "spread": 0.0,
+                "scorer": COMBINED, "parts": {l: rankings[l][i]["score"] for l in labels}}
+            for i in ids}
+
+
+def write_combined(run: Run, labels: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Rewrite the run's ``combined`` ranking from the rankings ``labels`` (atomically: a kill
+    leaves the old file or the new one); returns its rows by id."""
+    rows = combine_rankings({label: ranking_rows(run, label) for label in labels})
+    path = run.ranking_path(COMBINED)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows.values()))
+    os.replace(tmp, path)
+    return rows
 
 
 def ranked_rows(run: Run, label: str | None = None) -> list[dict[str, Any]]:

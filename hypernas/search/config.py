@@ -19,6 +19,7 @@ from ..hypernet.trainer import HyperTrainConfig
 from ..ranking.run import RunConfig
 from ..refine.plan import RefineConfig
 from ..refine.train import TrainConfig
+from ..runs.rankings import COMBINED
 from ..spaces.budget import Budget
 from ..spaces.defaults import with_defaults
 
@@ -55,6 +56,8 @@ class SearchConfig:
     formats: tuple[str, ...] = ("safetensors", "onnx", "pt2")  # export formats
     name: str | None = None  # run name (default search-SPACE-DATA)
     seed: int = 0
+    combine: tuple[str, ...] = ()  # proxies whose ranks are averaged with the hypernet's to
+    # order the screening (the run's "combined" ranking); () screens in hypernet order
     max_params: int | None = None  # only candidates within these limits are ranked, screened,
     max_macs: int | None = None  # mutated and exported (multiply-accumulates per image)
     pretrained: bool = True  # rank with the hypernetwork shipped for this space and data (if
@@ -117,7 +120,8 @@ class SearchConfig:
         return RefineConfig(top=self.screen_top, trials=self.trials or self.screen_top,
                             max_epochs=self.screen_epochs, train_size=self.screen_train_size,
                             warm_start=False, prune=False, budget_minutes=budget_minutes,
-                            seed=self.seed, max_params=self.max_params, max_macs=self.max_macs)
+                            seed=self.seed, max_params=self.max_params, max_macs=self.max_macs,
+                            ranking=COMBINED if self.combine else None)
 
     def fit_recipe(self, resolution: int | None) -> TrainConfig:
         return TrainConfig(epochs=self.fit_epochs, lr=self.fit_lr, train_size=self.fit_train_size,

@@ -53,7 +53,7 @@ from ..refine.fit import fit_candidate
 from ..refine.optimize import refine_run
 from ..refine.study import completed, finished, open_study, trial_row
 from ..refine.train import TrainConfig
-from ..runs.rankings import pareto_front, ranking_rows
+from ..runs.rankings import pareto_front, ranking_rows, write_combined
 from ..runs.store import Run
 from ..spaces.budget import fits_space, sample_within
 from . import timing
@@ -257,13 +257,18 @@ def _fit_many(loaded: LoadedRun, cfg: SearchConfig, recipe: TrainConfig,
 
 
 def _rank(loaded: LoadedRun, cands: list, cfg: SearchConfig, on_rows: Callable) -> None:
-    if cfg.workers:
-        from ..ranking.on_ray import rank_on_ray
+    """Rank with the hypernetwork and each proxy of ``cfg.combine``, then write their rank
+    average as the run's combined ranking (what the screening then follows)."""
+    for scorer in ("hypernet", *cfg.combine):
+        if cfg.workers:
+            from ..ranking.on_ray import rank_on_ray
 
-        rank_on_ray(loaded, cands, "hypernet", workers=cfg.workers, address=cfg.address,
-                    on_rows=on_rows)
-    else:
-        rank_run(loaded, cands, "hypernet", on_rows=on_rows)
+            rank_on_ray(loaded, cands, scorer, workers=cfg.workers, address=cfg.address,
+                        on_rows=on_rows)
+        else:
+            rank_run(loaded, cands, scorer, on_rows=on_rows)
+    if cfg.combine:
+        write_combined(loaded.run, ["hypernet", *cfg.combine])
 
 
 def _export(run: Run, out: Path, best: dict[str, Any], cfg: SearchConfig) -> dict[str, Any]:

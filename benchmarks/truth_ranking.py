@@ -54,7 +54,7 @@ def seeds(name: str) -> dict[int, dict[str, float]]:
     return out
 
 
-TRUTH_SEEDS = (0, 1)  # the seeds a truth averages (the figures in BENCHMARKS use these two)
+TRUTH_SEEDS = (0, 1, 2)  # the seeds a truth averages (the second truth has all three)
 
 
 def truth(name: str, use: tuple[int, ...] | None = None) -> dict[str, float]:
@@ -124,6 +124,26 @@ def derived(rows: list[dict]) -> dict[str, Callable[[dict], float]]:
             lambda r, w=w: r["scores"]["hypernet"] + w * _ln(r["scores"]["synflow"]))
     for w in NASWOT_WEIGHTS:
         out[f"hypernet+{w}*naswot"] = lambda r, w=w: r["scores"]["hypernet"] + w * r["scores"]["naswot"]
+    return out
+
+
+RANK_AVERAGES = (("naswot",), ("naswot", "synflow"))  # proxies rank-averaged with the hypernet
+
+
+def rank_averaged(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """The product's combined ranking (``hypernas.runs.rankings.combine_rankings``, as ``rank
+    --combine`` and ``search --combine`` make it) of the hypernet with each proxy set of
+    ``RANK_AVERAGES``, over all the label's cells: {scorer name: {code: score}}."""
+    from hypernas.runs.rankings import combine_rankings
+
+    if "hypernet" not in rows[0]["scores"]:
+        return {}
+    out = {}
+    for proxies in RANK_AVERAGES:
+        parts = {s: {r["code"]: {"id": r["code"], "score": r["scores"][s]} for r in rows}
+                 for s in ("hypernet", *proxies)}
+        combined = combine_rankings(parts)
+        out[f"rankavg(hypernet,{','.join(proxies)})"] = {c: r["score"] for c, r in combined.items()}
     return out
 
 
@@ -223,6 +243,7 @@ def table(labels: list[str]) -> dict:
         scorers = {s: {r["code"]: r["scores"][s] for r in rows} for s in rows[0]["scores"]}
         for name, fn in derived(rows).items():
             scorers[name] = {r["code"]: fn(r) for r in rows}
+        scorers.update(rank_averaged(rows))
         for scorer, scores in scorers.items():
             key = scorer if scorer in PROXIES else f"{scorer} [{label}]"
             if key in out:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import re
 import subprocess
 import sys
 import time
@@ -230,3 +231,17 @@ def test_losing_a_node_mid_ranking_loses_no_result(loaded, cands, reference, two
     _assert_same(got, reference)
     ids = _file_ids(loaded, "node")
     assert len(ids) == len(set(ids)) == N_CANDS and sum(seen) == N_CANDS
+
+
+@pytest.mark.parametrize("resources, workers, words", [
+    ({"CPU": 16.0, "GPU": 2.0}, 4, "has 2 GPU(s) and each of --workers 4 takes one: lower "
+                                   "--workers to 2"),
+    ({"CPU": 2.0}, 3, "has 2 CPU(s) and each of --workers 3 takes one: lower --workers to 2"),
+])
+def test_a_cluster_too_small_for_the_workers_is_refused_at_once(resources, workers, words):
+    from hypernas.ranking.on_ray import check_resources
+
+    with pytest.raises(DistributedError, match=re.escape(words)):
+        check_resources(resources, workers)
+    assert check_resources({"CPU": 8.0, "GPU": 4.0}, 4) is True
+    assert check_resources({"CPU": 8.0}, 4) is False

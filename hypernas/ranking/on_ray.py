@@ -153,6 +153,20 @@ class _ActorWorker(ScoringWorker):
         super().__init__(*args)
 
 
+def check_resources(resources: dict[str, float], workers: int) -> bool:
+    """Whether the actors take GPUs (one each, where the cluster has any), after checking the
+    cluster can hold ``workers`` of them at all: a request it cannot meet is refused at once,
+    naming what is missing, instead of waiting for actors that never start."""
+    cpus, gpus = int(resources.get("CPU", 0)), int(resources.get("GPU", 0))
+    if gpus and gpus < workers:
+        raise DistributedError(f"the cluster has {gpus} GPU(s) and each of --workers {workers} "
+                               f"takes one: lower --workers to {gpus}, or add GPU nodes")
+    if cpus < workers:
+        raise DistributedError(f"the cluster has {cpus} CPU(s) and each of --workers {workers} "
+                               f"takes one: lower --workers to {max(cpus, 1)}, or add nodes")
+    return gpus >= 1
+
+
 class _Pool:
     """``workers`` scoring actors fed one chunk at a time; lost chunks go back in the queue and
     lost actors are replaced."""
@@ -160,7 +174,7 @@ class _Pool:
     def __init__(self, ray: Any, config: dict[str, Any], scorer: str, checkpoint: bytes | None,
                  workers: int, retries: int) -> None:
         self.ray, self.workers, self.retries = ray, workers, retries
-        gpu = ray.cluster_resources().get("GPU", 0) >= 1
+        gpu = check_resources(ray.cluster_resources(), workers)
         self.cls = ray.remote(_ActorWorker).options(
             num_cpus=1, num_gpus=1 if gpu else 0, max_restarts=0, max_task_retries=0)
         self.args = (config, scorer, ray.put(checkpoint), "cuda" if gpu else "cpu")

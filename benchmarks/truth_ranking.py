@@ -331,14 +331,19 @@ def report(args: argparse.Namespace) -> int:
                     print(f"  {name:40s} {m['spearman']:6.3f} {m['kendall']:6.3f} "
                           f"{m['top10_overlap']:5.2f} {100 * m['top5_mean']:6.2f}")
     truths = {t: truth(t) for t in TRUTHS}
+    intervals = {}
     for label in args.labels:
         rows = load_scores(label)
-        hyper = {r["code"]: r["scores"]["hypernet"] for r in rows}
-        for t in TRUTHS:
-            for proxy in ("naswot", "synflow", "params"):
-                lo, hi = bootstrap(hyper, {r["code"]: r["scores"][proxy] for r in rows}, truths[t])
-                print(f"{label} {t}: Spearman(hypernet) - Spearman({proxy}), all cells, 90 % "
-                      f"bootstrap interval [{lo:+.3f}, {hi:+.3f}]")
+        mine = {"hypernet": {r["code"]: r["scores"]["hypernet"] for r in rows},
+                "rankavg(hypernet,naswot)": rank_averaged(rows)["rankavg(hypernet,naswot)"]}
+        for name, scores in mine.items():
+            for t in TRUTHS:
+                for proxy in ("naswot", "synflow", "params"):
+                    lo, hi = bootstrap(scores, {r["code"]: r["scores"][proxy] for r in rows},
+                                       truths[t])
+                    intervals[f"{name} [{label}] - {proxy}, {t}"] = [lo, hi]
+                    print(f"{label} {t}: Spearman({name}) - Spearman({proxy}), all cells, 90 % "
+                          f"bootstrap interval [{lo:+.3f}, {hi:+.3f}]")
     for label in args.labels:
         for kind in ("params", "synflow", "naswot", ""):
             print(f"{label}: chosen on the design halves (best worst-truth Spearman) among "
@@ -347,7 +352,8 @@ def report(args: argparse.Namespace) -> int:
         print(markdown(result, args.markdown))
     if args.json:
         (RESULTS / "truth_ranking.json").write_text(
-            json.dumps({"truths": agreement(), "ceiling": ceiling(), "scorers": result}, indent=1))
+            json.dumps({"truths": agreement(), "ceiling": ceiling(), "scorers": result,
+                        "bootstrap_90": intervals}, indent=1))
     return 0
 
 

@@ -598,3 +598,28 @@ def test_train_keeps_its_steps_when_interrupted(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(trainer_module.HyperTrainer, "train_step", real)
     assert main(["train", *TINY, "--run", "k", "--steps", "20"]) == 0
     assert load_checkpoint(Run("k").checkpoint_path)[2]["step"] == 20
+
+
+def test_a_corrupted_study_or_a_full_disk_is_one_line_and_keeps_what_was_written(runs, capsys,
+                                                                                monkeypatch):
+    import errno
+
+    study = Run("t", root=runs).study_path
+    study.write_bytes(b"not a database")
+    assert main(["refine", "t", "--trials", "1", "--max-epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a readable study" in err and "Traceback" not in err
+    assert study.read_bytes() == b"not a database"  # kept, for the user to look at
+    study.unlink()
+    ranking = Run("t", root=runs).ranking_path("hypernet").read_text()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(runs / "t"))
+
+    import hypernas.ranking.rank as rank_module
+
+    monkeypatch.setattr(rank_module, "append_jsonl", full)
+    assert main(["rank", "t", "--n", "12"]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device; free space" in err and "Traceback" not in err
+    assert Run("t", root=runs).ranking_path("hypernet").read_text() == ranking

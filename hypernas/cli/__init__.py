@@ -323,6 +323,13 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:  # e.g. `hypernas sample ... | head`
         return 0
+    except OSError as err:  # a full disk, a read-only runs folder: say which file, keep the rest
+        where = f" {err.filename}" if err.filename else ""
+        _console(stderr=True).print(f"hypernas {args.command}: error: cannot write or read{where}: "
+                                    f"{err.strerror or err}; free space or fix the folder's "
+                                    "permissions, then run the same command again (what was "
+                                    "written before is kept)", markup=False, soft_wrap=True)
+        return EXIT_USAGE
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)

@@ -19,6 +19,7 @@ from typing import Any
 
 import optuna
 
+from ..cluster import first_line
 from ..errors import HypernasError
 from ..graphs.network import Network
 from ..runs.store import Run, RunError
@@ -68,7 +69,13 @@ def open_study(run: Run, seed: int = 0, create: bool = True) -> optuna.Study:
     """The run's study (created on first use); refuses a study file made for another run."""
     if not create and not run.study_path.exists():
         raise StudyError(f"run {run.name!r} has not been refined yet; hypernas refine {run.name}")
-    study = _create_study(run, seed)
+    try:
+        study = _create_study(run, seed)
+    except Exception as err:  # sqlalchemy's errors: a torn, foreign or corrupted database file
+        if type(err).__module__.split(".")[0] != "sqlalchemy":
+            raise
+        raise StudyError(f"{run.study_path} is not a readable study ({first_line(err)}); move it "
+                         "away to refine afresh, or restore it from a copy") from None
     owner = study.user_attrs.get("run")
     if owner is None:
         study.set_user_attr("run", run.name)

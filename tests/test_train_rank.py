@@ -313,3 +313,18 @@ def test_sigterm_and_ctrl_c_end_train_with_one_line_a_checkpoint_and_exit_130(tm
         assert "Traceback" not in err
         _, _, meta = load_checkpoint(Run("s", root=tmp_path).checkpoint_path)
         assert meta["step"] >= 20  # every logged step is in the checkpoint
+
+
+def test_a_killed_train_resumes_with_each_step_logged_once(tmp_path):
+    env = {**os.environ, "HYPERNAS_RUNS": str(tmp_path)}
+    argv = [sys.executable, "-m", "hypernas", "train", *TINY, "--run", "k", "--steps", "60"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = Run("k", root=tmp_path).train_log_path
+    deadline = time.time() + 120
+    while not (log.exists() and log.read_text().count("\n") >= 3) and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)  # no checkpoint since the start: every logged step is redone
+    proc.wait()
+    assert subprocess.run(argv, env=env, capture_output=True).returncode == 0
+    steps = [row["step"] for row in read_jsonl(log)]
+    assert steps == list(range(10, 61, 10))

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -30,7 +32,7 @@ from ..data.dataset import DataConfig, Dataset, resize_dataset
 from ..data.registry import load_dataset_from_config
 from ..hypernet.model import GraphHyperNetwork, HyperNetConfig
 from ..hypernet.trainer import HyperTrainConfig, HyperTrainer
-from ..runs.store import Run, RunError, append_jsonl, run_lock
+from ..runs.store import Run, RunError, append_jsonl, read_jsonl, run_lock
 from ..spaces.space import SearchSpace, load_space
 from ..spaces.trust import check_space_file, file_sha256, is_space_file, trust
 from .scoring import ScoreConfig
@@ -157,7 +159,22 @@ def train_run(lr: LoadedRun, on_log: Callable[[dict[str, Any]], None] | None = N
 
         trainer = HyperTrainer(hnet, lr.space, lr.data.train, lr.config.train,
                                checkpoint=lr.run.checkpoint_path, log=log)
+        _trim_log(lr.run, trainer.step)
         return trainer.fit(should_stop)
+
+
+def _trim_log(run: Run, step: int) -> None:
+    """Drop logged rows past the checkpoint's step: a kill since the last checkpoint left rows
+    of steps that training now does again (the log would show them twice)."""
+    path = run.train_log_path
+    if not path.exists():
+        return
+    rows = list(read_jsonl(path))
+    kept = [r for r in rows if r.get("step", 0) <= step]
+    if len(kept) < len(rows):
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        os.replace(tmp, path)
 
 
 def portable_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -103,7 +103,7 @@ def test_rank_draws_within_the_budget_and_skips_arch_lines_over_it(runs, capsys)
     archs = runs / "archs.txt"
     archs.write_text(f"{small.encoding}\n{large.encoding}\n")
     limit = count_params(small.graph)
-    assert main(["rank", "t", "--archs", str(archs), "--max-params", str(limit), "--json"]) == 0
+    assert main(["rank", "t", "--archs", str(archs), "--max-params", str(limit), "--json"]) == 1
     out = capsys.readouterr()
     assert [json.loads(line)["id"] for line in out.out.splitlines()] == [small.id]
     assert f"archs.txt:2: skipped: over the budget (params <= {limit:,})" in out.err

@@ -8,8 +8,8 @@ Example:
     >>> import tempfile
     >>> from hypernas.runs.store import append_jsonl
     >>> run = Run("demo", root=tempfile.mkdtemp())
-    >>> append_jsonl(run.ranking_path("hypernet"), {"id": "b", "score": -1.0})
-    >>> append_jsonl(run.ranking_path("hypernet"), {"id": "a", "score": -0.5})
+    >>> append_jsonl(run.ranking_path("hypernet"), {"id": "b", "encoding": "x", "score": -1.0})
+    >>> append_jsonl(run.ranking_path("hypernet"), {"id": "a", "encoding": "y", "score": -0.5})
     >>> ranking_labels(run), list(ranking_rows(run, "hypernet"))
     (['hypernet'], ['b', 'a'])
 """

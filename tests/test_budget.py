@@ -145,7 +145,8 @@ def test_a_search_under_a_budget_exports_a_winner_within_it(tmp_path, monkeypatc
     monkeypatch.setenv("HYPERNAS_RUNS", str(tmp_path))
     assert main(["search", *TINY, "--budget", "0.05", "--n", "6", "--top", "2",
                  "--format", "safetensors", "--run", "s", "--max-params", "4000"]) == 0
-    assert "ranking 6 candidates within params <= 4,000" in capsys.readouterr().out
+    assert "ranking 6 candidates within params <= 4,000 by the hypernet and naswot" in (
+        capsys.readouterr().out)
     card = json.loads((Run("s").exports_dir / "best" / "model_card.json").read_text())
     assert card["budget"] == {"max_params": 4000, "max_macs": None}
     pareto = card["pareto"]

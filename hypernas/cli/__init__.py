@@ -211,9 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", metavar="HOST:PORT", help="a running Ray cluster (with --workers)")
     p.add_argument("--format", default="safetensors,onnx,pt2", help="export formats")
     _add_budget_args(p, "candidates (drawn within it, and their mutants)")
-    p.add_argument("--combine", metavar="A,B",
+    p.add_argument("--combine", metavar="A,B", default="naswot",
                    help="screen in the order of the average of the hypernet's and these "
-                        "proxies' ranks (e.g. naswot)")
+                        "proxies' ranks (default naswot; none: the hypernet's order alone)")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                    help="train the search's own hypernetwork even where one is shipped for the "
                         "space and data (the default NB201 / Fashion-MNIST search ranks with "

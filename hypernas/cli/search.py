@@ -63,7 +63,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                        candidates=args.n, top=args.top, trials=args.trials,
                        finalists=args.finalists, workers=args.workers, address=args.address,
                        formats=formats, name=args.run, seed=args.seed,
-                       combine=tuple(p for p in (args.combine or "").split(",") if p),
+                       combine=tuple(p for p in args.combine.split(",") if p and p != "none"),
                        pretrained=args.pretrained, max_params=args.max_params,
                        max_macs=args.max_macs)
     _check_ray_args(args, "K (the number of scoring actors)")
@@ -94,6 +94,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         elif stage == "rank":
             console.print(f"[2/5] ranking {info['candidates']} candidates"
                           + (f" within {info['budget']}" if info["budget"] != "no budget" else "")
+                          + (f" by the hypernet and {', '.join(info['combine'])} (rank average)"
+                             if info.get("combine") else " by the hypernet")
                           + (f" on {info['workers']} Ray workers" if info["workers"] else ""),
                           markup=False)
         elif stage == "refine":

@@ -56,8 +56,9 @@ class SearchConfig:
     formats: tuple[str, ...] = ("safetensors", "onnx", "pt2")  # export formats
     name: str | None = None  # run name (default search-SPACE-DATA)
     seed: int = 0
-    combine: tuple[str, ...] = ()  # proxies whose ranks are averaged with the hypernet's to
-    # order the screening (the run's "combined" ranking); () screens in hypernet order
+    combine: tuple[str, ...] = ("naswot",)  # proxies whose ranks are averaged with the
+    # hypernet's to order the screening (the run's "combined" ranking; chosen on the design
+    # halves of both Fashion-MNIST truths, docs/BENCHMARKS.md); () screens in hypernet order
     max_params: int | None = None  # only candidates within these limits are ranked, screened,
     max_macs: int | None = None  # mutated and exported (multiply-accumulates per image)
     pretrained: bool = True  # rank with the hypernetwork shipped for this space and data (if

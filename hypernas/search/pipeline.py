@@ -100,7 +100,8 @@ def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None
 
             held.enter_context(ray_session(cfg.address, cfg.workers))
         cands = sample_within(loaded.space, cfg.budget, cfg.candidates, seed=cfg.seed)
-        event("rank", candidates=len(cands), workers=cfg.workers, budget=cfg.budget.describe())
+        event("rank", candidates=len(cands), workers=cfg.workers, budget=cfg.budget.describe(),
+              combine=cfg.combine)
         _rank(loaded, cands, cfg, lambda rows: event("ranked-rows", rows=len(rows)))
         ranked = ranking_rows(run, "hypernet")
         warning = chance_warning([ranked[c.id] for c in cands if c.id in ranked],

@@ -16,7 +16,8 @@ Writes per stage the kills, the runs that came out right, rows lost and rows dou
 
 Usage:
     python benchmarks/kill_campaign.py --kills 20
-    python benchmarks/kill_campaign.py --kills 10 --ray
+    python benchmarks/kill_campaign.py --kills 10 --ray --only rank-ray,refine-ray \
+        --out benchmarks/results/kill_campaign_ray.json
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--kills", type=int, default=20, help="kills per stage (20)")
     p.add_argument("--ray", action="store_true", help="also rank and refine on 2 Ray workers")
+    p.add_argument("--only", metavar="A,B", help="only these stages (e.g. rank-ray,refine-ray)")
+    p.add_argument("--out", type=Path, default=OUT, help="where the figures go")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     rng = random.Random(args.seed)
@@ -113,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         base = Path(tmp) / "base"
         assert run(SETUP_TRAIN, base) == 0  # a trained run for rank, refine to start from
         assert run(["rank", "t", "--n", "8"], base) == 0
+        only = set(args.only.split(",")) if args.only else None
         for stage, argv in commands(args.ray).items():
+            if only is not None and stage not in only:
+                continue
             ref = Path(tmp) / f"{stage}-ref"
             shutil.copytree(base, ref)
             if stage == "train":
@@ -140,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             figures[stage] = f
             print(f"{stage:11s} {f['kills']:3d} kills, {f['came_out_right']}/{args.kills} came out "
                   f"right, rows lost {f['rows_lost']}, doubled {f['rows_doubled']}", flush=True)
-    OUT.write_text(json.dumps({"command": " ".join(["python", *sys.argv]), "stages": figures},
+    args.out.write_text(json.dumps({"command": " ".join(["python", *sys.argv]), "stages": figures},
                               indent=1) + "\n")
     return 0
 

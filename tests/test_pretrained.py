@@ -177,3 +177,11 @@ def test_shipping_needs_a_run_trained_to_its_step_count(tmp_path, monkeypatch):
         ship(load_run(Run("timed")), "x", "cmd", [], out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
     shutil.rmtree(tmp_path / "timed")
+
+
+def test_hypernas_pretrained_lists_the_shipped_hypernetwork(capsys):
+    assert main(["pretrained"]) == 0
+    out = capsys.readouterr().out
+    card = get_pretrained(SHIPPED).card
+    assert SHIPPED in out and f"{card['trained']['steps']:,} steps" in out
+    assert "fashion-mnist (seed 0)" in out

@@ -75,12 +75,13 @@ def cmd_pretrained(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from ..ranking.pretrained import available
+    from ..ranking.run import RunConfig
 
     table = Table(title="shipped hypernetworks (used by `hypernas search` where the setup matches)")
     for col in ("name", "space", "settings", "data", "resolution", "trained", "trains again with"):
         table.add_column(col)
     for pre in available():
-        cfg, trained = pre.config, pre.card["trained"]
+        cfg, trained = RunConfig.from_dict(pre.config_dict), pre.card["trained"]
         settings = ", ".join(f"{k}={v}" for k, v in cfg.space_settings.items()) or "defaults"
         table.add_row(pre.name, cfg.space, settings, f"{cfg.data.name} (seed {cfg.data.seed})",
                       str(cfg.resolution or "as stored"),

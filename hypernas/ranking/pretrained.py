@@ -34,6 +34,7 @@ from typing import Any, Sequence
 
 from ..errors import HypernasError
 from ..hypernet.trainer import load_checkpoint, save_checkpoint
+from ..runs.store import read_jsonl
 from ..spaces.space import Candidate, load_space
 
 __all__ = ["Pretrained", "available", "get_pretrained", "find_pretrained", "install",
@@ -164,8 +165,7 @@ def ship(loaded: Any, name: str, command: str, cells: Sequence[str],
     save_checkpoint(weights, hnet, None, {"step": meta["step"], "elapsed": meta["elapsed"],
                                           "nan_skipped": meta.get("nan_skipped", 0),
                                           "train": meta["train"]})
-    log = [json.loads(line) for line in loaded.run.train_log_path.read_text().splitlines()
-           if line.strip()] if loaded.run.train_log_path.exists() else []
+    log = list(read_jsonl(loaded.run.train_log_path))
     config = {k: v for k, v in cfg.to_dict().items() if k != "pretrained"}
     card = {"name": name, "config": config, "command": command, "sha256": _sha256(weights),
             "trained": {"steps": meta["step"], "minutes": round(meta["elapsed"] / 60, 1),

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -32,7 +30,7 @@ from ..data.dataset import DataConfig, Dataset, resize_dataset
 from ..data.registry import load_dataset_from_config
 from ..hypernet.model import GraphHyperNetwork, HyperNetConfig
 from ..hypernet.trainer import HyperTrainConfig, HyperTrainer
-from ..runs.store import Run, RunError, append_jsonl, read_jsonl, run_lock
+from ..runs.store import Run, RunError, append_jsonl, read_jsonl, run_lock, write_jsonl
 from ..spaces.space import SearchSpace, load_space
 from ..spaces.trust import check_space_file, file_sha256, is_space_file, trust
 from .scoring import ScoreConfig
@@ -172,9 +170,7 @@ def _trim_log(run: Run, step: int) -> None:
     rows = list(read_jsonl(path))
     kept = [r for r in rows if r.get("step", 0) <= step]
     if len(kept) < len(rows):
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(tmp, path)
+        write_jsonl(path, kept)
 
 
 def portable_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -17,11 +17,9 @@ Example:
 from __future__ import annotations
 
 import bisect
-import json
-import os
 from typing import Any, Mapping, Sequence
 
-from .store import Run, RunError, read_jsonl
+from .store import Run, RunError, read_jsonl, write_jsonl
 
 __all__ = ["SORT_KEYS", "ranking_labels", "default_label", "ranking_rows", "ranked_rows",
            "select_rows", "find_candidate", "scores_of", "pareto_front", "PARETO_COSTS", "combine_rankings", "write_combined", "COMBINED"]
@@ -95,11 +93,7 @@ def write_combined(run: Run, labels: Sequence[str]) -> dict[str, dict[str, Any]]
     """Rewrite the run's ``combined`` ranking from the rankings ``labels`` (atomically: a kill
     leaves the old file or the new one); returns its rows by id."""
     rows = combine_rankings({label: ranking_rows(run, label) for label in labels})
-    path = run.ranking_path(COMBINED)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows.values()))
-    os.replace(tmp, path)
+    write_jsonl(run.ranking_path(COMBINED), rows.values())
     return rows
 
 

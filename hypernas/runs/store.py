@@ -26,12 +26,12 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from ..errors import HypernasError
 
 __all__ = ["Run", "RunError", "DEFAULT_ROOT", "runs_root", "read_jsonl", "append_jsonl",
-           "run_lock"]
+           "write_jsonl", "run_lock"]
 
 DEFAULT_ROOT = Path("runs")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -128,6 +128,12 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Replace a JSONL file with ``rows`` atomically (a kill leaves the old file or the new)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def append_jsonl(path: Path, row: dict[str, Any]) -> None:

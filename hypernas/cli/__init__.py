@@ -13,7 +13,7 @@ import threading
 from typing import Callable, Sequence
 
 from ..errors import HypernasError
-from ._common import EXIT_USAGE, _add_budget_args, _add_space_args, _console
+from ._common import EXIT_USAGE, _add_budget_args, _add_space_args, _add_trust_arg, _console
 from .rank import cmd_rank, cmd_train
 from .search import cmd_export, cmd_refine, cmd_search
 from .show import cmd_runs, cmd_show
@@ -87,9 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Score random candidates (--n) or those listed in a file "
                                    "(--archs, one encoding per line) and print the ranking.")
     p.add_argument("run", help="run name (runs/RUN/)")
-    p.add_argument("--trust-space", action="store_true",
-                   help="run the run's space file even though you have not used it before "
-                        "(read it first: it is code)")
+    _add_trust_arg(p)
     p.add_argument("--n", type=int, default=100, help="random candidates (default 100)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
     p.add_argument("--archs", metavar="FILE", help="file with one encoding per line")
@@ -123,9 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "with --arch ID one candidate drawn as a tree with its score "
                                    "under every ranking of the run.")
     p.add_argument("run", help="run name (runs/RUN/)")
-    p.add_argument("--trust-space", action="store_true",
-                   help="run the run's space file even though you have not used it before "
-                        "(read it first: it is code)")
+    _add_trust_arg(p)
     p.add_argument("--ranking", metavar="LABEL",
                    help="which ranking (default: hypernet, else the run's first)")
     p.add_argument("--arch", metavar="ID", help="one candidate by canonical id (or a prefix)")
@@ -150,9 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "weights, with the recipe and local mutations as parameters; "
                                    "pruned per epoch; resumable.")
     p.add_argument("run", help="run name (runs/RUN/)")
-    p.add_argument("--trust-space", action="store_true",
-                   help="run the run's space file even though you have not used it before "
-                        "(read it first: it is code)")
+    _add_trust_arg(p)
     p.add_argument("--top", type=int, default=8, help="ranked candidates to start from (8)")
     p.add_argument("--trials", type=int, default=16, help="finished trials to reach (16)")
     p.add_argument("--max-epochs", type=int, default=4, help="most epochs per trial (4)")
@@ -175,9 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write safetensors weights, graph JSON and a model card, plus "
                                    "ONNX (checked against onnxruntime) and a torch.export .pt2.")
     p.add_argument("run", help="run name (runs/RUN/)")
-    p.add_argument("--trust-space", action="store_true",
-                   help="run the run's space file even though you have not used it before "
-                        "(read it first: it is code)")
+    _add_trust_arg(p)
     p.add_argument("--out", required=True, help="directory to create")
     p.add_argument("--arch", metavar="ID", help="a refined candidate (default: the best)")
     p.add_argument("--format", default="safetensors,onnx,pt2",

@@ -87,6 +87,13 @@ def _add_budget_args(p: argparse.ArgumentParser, what: str) -> None:
                    help=f"only {what} with at most N multiply-accumulates per image")
 
 
+def _add_trust_arg(p: argparse.ArgumentParser) -> None:
+    """``--trust-space`` for the commands that reopen a run (``hypernas.spaces.trust``)."""
+    p.add_argument("--trust-space", action="store_true",
+                   help="run the run's space file even though you have not used it before "
+                        "(read it first: it is code)")
+
+
 def _budget(args: argparse.Namespace):
     from ..spaces.budget import Budget
 

@@ -39,7 +39,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.budget is not None and args.steps is not None:
         raise HypernasError("give --budget MINUTES or --steps N, not both")
-    train = HyperTrainConfig(steps=args.steps, budget_minutes=30.0 if args.budget is None else args.budget,
+    budget = 30.0 if args.budget is None else args.budget
+    train = HyperTrainConfig(steps=args.steps, budget_minutes=budget,
                              meta_batch=args.meta_batch, large_draws=args.large_draws,
                              batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     settings, resolution, picked = with_defaults(

@@ -239,7 +239,7 @@ def test_kill_9_mid_refine_then_rerun_reaches_the_trial_count(runs):
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
 
 
-def test_refuses_another_runs_study_and_a_running_refinement(runs, capsys):
+def test_refuses_another_runs_study_and_a_running_refinement(runs, capsys, hold_run_lock):
     assert main(["train", *TINY, "--run", "u", "--steps", "1"]) == 0
     assert main(["rank", "u", "--n", "2", "--json"]) == 0
     open_study(Run("t", root=runs))
@@ -247,32 +247,13 @@ def test_refuses_another_runs_study_and_a_running_refinement(runs, capsys):
     capsys.readouterr()
     assert main(["refine", "u", "--trials", "1", "--max-epochs", "1"]) == 2
     assert "belongs to run 't'" in capsys.readouterr().err
-    holder = _hold_lock(Run("t", root=runs).refine_lock_path)  # a live process holds it
-    try:
-        assert main(["refine", "t", "--trials", "1", "--max-epochs", "1"]) == 2
-        assert f"is being refined by process {holder.pid}" in capsys.readouterr().err
-    finally:
-        holder.kill()
-        holder.wait()
+    holder = hold_run_lock(runs, "t", "refine")  # a live process holds it
+    assert main(["refine", "t", "--trials", "1", "--max-epochs", "1"]) == 2
+    assert f"is being refined by process {holder.pid}" in capsys.readouterr().err
+    holder.kill()
+    holder.wait()
     # its lock went with it: no stale lock to clear by hand
     assert main(["refine", "t", "--trials", "1", "--max-epochs", "1"]) == 0
-
-
-def _hold_lock(path):
-    """A child process holding the OS lock on ``path`` until killed."""
-    import subprocess
-    import sys
-
-    code = ("import fcntl, os, sys, time\n"
-            "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-            "os.pwrite(fd, str(os.getpid()).encode(), 0)\n"
-            "print('held', flush=True)\n"
-            "time.sleep(600)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE,
-                            text=True)
-    assert proc.stdout.readline().strip() == "held"
-    return proc
 
 
 def test_export_the_winner_and_load_it(runs, tmp_path, capsys):

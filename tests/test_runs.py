@@ -71,31 +71,19 @@ def test_append_and_read_jsonl(tmp_path: Path) -> None:
     assert [row["step"] for row in read_jsonl(path)] == [1, 2, 4]
 
 
-def test_a_run_lock_refuses_a_second_process_and_dies_with_its_holder(tmp_path):
-    import subprocess
-    import sys
-
+def test_a_run_lock_refuses_a_second_process_and_dies_with_its_holder(tmp_path, hold_run_lock):
     from hypernas.runs.store import run_lock
 
     run = Run("locked", root=tmp_path)
-    code = ("import sys, time\n"
-            "from hypernas.runs.store import Run, run_lock\n"
-            "with run_lock(Run('locked', root=sys.argv[1]), 'train', 'trained'):\n"
-            "    print('held', flush=True)\n"
-            "    time.sleep(600)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
-                            text=True)
-    try:
-        assert proc.stdout.readline().strip() == "held"
-        with pytest.raises(RunError, match=f"being trained by process {proc.pid}; wait"):
-            with run_lock(run, "train", "trained"):
-                pass
-        with run_lock(run, "rank-hypernet", "ranked"):  # another part of the run is free
-            with run_lock(run, "rank-hypernet", "ranked"):  # and re-entrant in one process
-                pass
-    finally:
-        proc.kill()
-        proc.wait()
+    proc = hold_run_lock(tmp_path, "locked", "train")
+    with pytest.raises(RunError, match=f"being trained by process {proc.pid}; wait"):
+        with run_lock(run, "train", "trained"):
+            pass
+    with run_lock(run, "rank-hypernet", "ranked"):  # another part of the run is free
+        with run_lock(run, "rank-hypernet", "ranked"):  # and re-entrant in one process
+            pass
+    proc.kill()
+    proc.wait()
     with run_lock(run, "train", "trained"):  # the OS released the dead holder's lock
         pass
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import random
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import networkx as nx
 
@@ -104,11 +104,11 @@ class _Completion(BaseTrial):
 
 
 class _Extremes:
-    """Per metric, each parameter's cheapest option, probed on the largest
-    candidate (every conditional parameter present); the cost of a prefix's cheapest
-    completion."""
+    """Per metric (all of :data:`METRICS`, from the same probes), each parameter's cheapest
+    option, probed on the largest candidate (every conditional parameter present); the cost
+    of a prefix's cheapest completion."""
 
-    def __init__(self, space: SearchSpace, metrics: list[str]) -> None:
+    def __init__(self, space: SearchSpace, metrics: Sequence[str]) -> None:
         self.space = space
         largest = PathTrial(last=True)
         space.define(largest)
@@ -149,21 +149,20 @@ class _WithinTrial(BaseTrial):
         raise _DeadEnd(name)
 
 
-_CACHE: "weakref.WeakKeyDictionary[SearchSpace, dict[tuple[str, ...], _Extremes]]" = (
-    weakref.WeakKeyDictionary())
+_CACHE: "weakref.WeakKeyDictionary[SearchSpace, _Extremes]" = weakref.WeakKeyDictionary()
 
 
-def _extremes(space: SearchSpace, metrics: list[str]) -> _Extremes:
-    """The space's probed extremes, computed once per space object and set of metrics."""
-    mine = _CACHE.setdefault(space, {})
-    if tuple(metrics) not in mine:
-        mine[tuple(metrics)] = _Extremes(space, metrics)
-    return mine[tuple(metrics)]
+def _extremes(space: SearchSpace) -> _Extremes:
+    """The space's probed extremes for every metric, computed once per space object (the
+    refusal check and the draws of one budget share them)."""
+    if space not in _CACHE:
+        _CACHE[space] = _Extremes(space, list(METRICS))
+    return _CACHE[space]
 
 
 def cheapest(space: SearchSpace, metric: str) -> Candidate:
     """The candidate of ``space`` with every decision at its cheapest option for ``metric``."""
-    return space.from_trial(_Completion({}, _extremes(space, [metric]).low[metric]))
+    return space.from_trial(_Completion({}, _extremes(space).low[metric]))
 
 
 def fits_space(space: SearchSpace, budget: Budget) -> None:
@@ -185,7 +184,7 @@ def sample_within(space: SearchSpace, budget: Budget, n: int, seed: int = 0, *,
     if not budget:
         return space.sample_many(n, seed=seed, unique=unique)
     fits_space(space, budget)
-    extremes = _extremes(space, sorted(budget.limits))
+    extremes = _extremes(space)
     rng, out, seen, attempts, dead_ends = random.Random(seed), [], set(), 0, 0
     while len(out) < n:
         try:

@@ -125,3 +125,19 @@ def test_every_package_says_what_it_takes_and_gives() -> None:
         if path.name == "__init__.py" and module != "hypernas":
             doc = ast.get_docstring(ast.parse(path.read_text()))
             assert doc and len(doc.splitlines()) >= 3, f"{module} has no docstring to speak of"
+
+
+def test_a_clone_folder_named_hypernas_does_not_hide_the_package(tmp_path: Path) -> None:
+    """Run from the parent of a clone named ``hypernas``, ``import hypernas`` is still the package
+    (scripts/setup.sh puts the checkout on sys.path, so Python's path search finds the real
+    package before the clone folder can become an empty namespace package)."""
+    clone = tmp_path / "hypernas"
+    clone.mkdir()
+    (clone / "README.md").write_text("a clone's root holds no __init__.py\n")
+    out = subprocess.run(
+        [sys.executable, "-c", "import hypernas; print(hypernas.__file__); hypernas.load"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    import hypernas
+
+    assert Path(out.stdout.strip()) == Path(hypernas.__file__).resolve()

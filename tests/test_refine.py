@@ -12,7 +12,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -334,6 +336,47 @@ def test_trials_on_ray_workers_fill_the_same_study(runs, capsys):
     cfg = RefineConfig(top=2, trials=8, max_epochs=1, seed=0)
     study = refine_run(load_run(run), cfg, workers=2, keep_going=lambda study: False)
     assert len(study.get_trials(states=DONE)) == 5
+
+
+def _kill_first_trial_process(stop: threading.Event, killed: list[int]) -> None:
+    """SIGKILL the first Ray worker process seen running a refinement trial (Ray titles a
+    worker's process after the task it runs), then stop looking."""
+    while not stop.is_set() and not killed:
+        for proc in Path("/proc").iterdir():
+            try:
+                title = (proc / "cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue
+            if proc.name.isdigit() and title.startswith(b"ray::_train_on_worker"):
+                os.kill(int(proc.name), signal.SIGKILL)
+                killed.append(int(proc.name))
+                return
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker process in /proc")
+def test_a_worker_killed_mid_trial_is_retried_and_the_study_completes(runs):
+    pytest.importorskip("ray")
+    from hypernas.ranking import load_run
+    from hypernas.refine import RefineConfig, refine_run
+
+    run = Run("t", root=runs)
+    stop, killed = threading.Event(), []
+    killer = threading.Thread(target=_kill_first_trial_process, args=(stop, killed), daemon=True)
+    killer.start()
+    try:
+        study = refine_run(load_run(run), RefineConfig(top=2, trials=3, max_epochs=2, seed=0),
+                           workers=2)
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "no trial process was seen to kill"
+    failed = study.get_trials(states=(optuna.trial.TrialState.FAIL,))
+    retried = [t for t in study.trials if "retry_of" in t.user_attrs]
+    assert len(failed) == 1 and len(retried) == 1
+    assert retried[0].user_attrs["retry_of"] == failed[0].number
+    assert retried[0].params == failed[0].params and retried[0].state in DONE
+    assert len(study.get_trials(states=DONE)) == 3
 
 
 def test_the_study_never_prunes_on_the_first_epoch(runs):

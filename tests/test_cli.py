@@ -114,3 +114,51 @@ def test_datasets_table(capsys):
     out = capsys.readouterr().out
     for name in ("fashion-mnist", "digits", "mnist1d", "npz"):
         assert name in out
+
+
+def test_your_own_npz_file_from_the_command_line(tmp_path, monkeypatch, capsys):
+    """``--data path/to/file.npz`` through train, rank, search and export: the run keeps the
+    file's absolute path and its shape, and the exported model takes the file's inputs."""
+    import numpy as np
+    import torch
+
+    from hypernas.runs import Run
+
+    monkeypatch.setenv("HYPERNAS_RUNS", str(tmp_path / "runs"))
+    from hypernas.data import load_dataset
+
+    digits = load_dataset("digits", seed=0)
+    file = tmp_path / "mine.npz"
+    np.savez(file, x=digits.train.x.reshape(len(digits.train), -1).numpy()[:600],
+             y=digits.train.y.numpy()[:600] % 4)  # 64 features, 4 classes
+    monkeypatch.chdir(tmp_path)
+    tiny = ["--meta-batch", "2", "--batch-size", "8", "--dim", "8", "--samples", "2"]
+    assert main(["train", "mlp", "--data", "mine.npz", "--run", "t", "--steps", "3", *tiny]) == 0
+    config = json.loads(Run("t").config_path.read_text())
+    assert config["data"]["name"] == "npz" and config["data"]["path"] == str(file.resolve())
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path / "runs")  # the run finds its file from any folder
+    assert main(["rank", "t", "--n", "4", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 4
+    assert main(["sample", "mlp", "--data", str(file), "--n", "1", "--json"]) == 0
+    assert main(["search", "mlp", "--data", str(file), "--set", "max_depth=2", "--budget", "0.05",
+                 "--n", "4", "--top", "2", "--trials", "2", "--format", "safetensors"]) == 0
+    out = capsys.readouterr().out
+    best = tmp_path / "runs" / "search-mlp-mine" / "exports" / "best"
+    assert str(best) in out
+    model = hn.load(best)
+    assert model(torch.zeros(3, 64)).shape == (3, 4)
+
+
+@pytest.mark.parametrize("data, words", [
+    ("npz", "give its path instead, --data path/to/file.npz"),
+    ("missing.npz", "no .npz file at missing.npz"),
+])
+def test_npz_data_without_a_file_names_the_fix(tmp_path, monkeypatch, capsys, data, words):
+    monkeypatch.setenv("HYPERNAS_RUNS", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "mlp", "--data", data, "--run", "t", "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert not (tmp_path / "t").exists()

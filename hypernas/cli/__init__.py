@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "from runs/RUN's last checkpoint when re-run.")
     p.add_argument("space", help="search space name or path to a .py file")
     p.add_argument("--run", required=True, help="run name: everything goes to runs/RUN/")
-    p.add_argument("--data", default="fashion-mnist", help="dataset (default fashion-mnist)")
+    p.add_argument("--data", default="fashion-mnist",
+                   help="dataset name, or the path of your own .npz file (default fashion-mnist)")
     p.add_argument("--budget", type=float, help="wall-clock minutes (default 30)")
     p.add_argument("--steps", type=int, help="optimisation steps instead of a time budget")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="space setting (repeatable)")
@@ -182,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "arguments: NB201 (C=16, N=1) on Fashion-MNIST at 16x16, "
                                    "about 15 minutes on 2 CPU cores.")
     p.add_argument("space", nargs="?", default="nb201", help="search space (default nb201)")
-    p.add_argument("--data", default="fashion-mnist", help="dataset (default fashion-mnist)")
+    p.add_argument("--data", default="fashion-mnist",
+                   help="dataset name, or the path of your own .npz file (default fashion-mnist)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="space setting (repeatable)")
     p.add_argument("--budget", type=float, default=15.0,
                    help="minutes for the whole search (default 15; 45%% trains the hypernet)")

@@ -48,15 +48,18 @@ def _space_from_args(args: argparse.Namespace):
 
     overrides = dict(_parse_setting(s) for s in args.set or [])
     if getattr(args, "data", None):
-        from ..data.registry import list_datasets
+        from ..data.registry import data_config, list_datasets, load_dataset_from_config
 
-        info = {d.name: d for d in list_datasets()}
-        if args.data not in info:
-            raise HypernasError(f"unknown dataset {args.data!r}; known: {', '.join(info)}")
-        if info[args.data].input_shape is not None:
-            overrides.setdefault("input_shape", tuple(info[args.data].input_shape))
-        if info[args.data].num_classes is not None:
-            overrides.setdefault("num_classes", info[args.data].num_classes)
+        cfg = data_config(args.data)
+        info = {d.name: d for d in list_datasets()}[cfg.name]
+        shape, classes = info.input_shape, info.num_classes
+        if cfg.path is not None:  # your own file: its shape and classes are in it
+            data = load_dataset_from_config(cfg)
+            shape, classes = data.input_shape, data.num_classes
+        if shape is not None:
+            overrides.setdefault("input_shape", tuple(shape))
+        if classes is not None:
+            overrides.setdefault("num_classes", classes)
     return load_space(args.space, **overrides)
 
 
@@ -111,4 +114,5 @@ def _add_space_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="space setting, e.g. --set N=1 --set 'input_shape=[1,28,28]' (repeatable)")
     p.add_argument("--data", metavar="DATASET",
-                   help="shape the space for this dataset's inputs and classes (e.g. fashion-mnist)")
+                   help="shape the space for this dataset's inputs and classes (a name, e.g. "
+                   "fashion-mnist, or your own .npz file)")

@@ -29,7 +29,7 @@ __all__ = ["cmd_rank", "cmd_train"]
 def cmd_train(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..data.dataset import DataConfig
+    from ..data.registry import data_config
     from ..hypernet.model import HyperNetConfig
     from ..hypernet.trainer import HyperTrainConfig
     from ..ranking.run import RunConfig, start_run, train_run
@@ -46,7 +46,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings, resolution, picked = with_defaults(
         args.space, args.data, dict(_parse_setting(s) for s in args.set or []), args.resolution)
     cfg = RunConfig(space=args.space, space_settings=settings,
-                    data=DataConfig(name=args.data, seed=args.seed), resolution=resolution,
+                    data=data_config(args.data, args.seed), resolution=resolution,
                     hypernet=HyperNetConfig(backbone=args.backbone, dim=args.dim,
                                             samples=args.samples),
                     train=train)

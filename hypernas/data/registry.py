@@ -14,8 +14,8 @@ from .fashion_mnist import check_fashion_mnist, load_fashion_mnist
 from .npz import NPZ_LAYOUTS, load_npz
 from .packaged import check_package, load_digits, load_mnist1d
 
-__all__ = ["REGISTRY", "Entry", "list_datasets", "load_dataset", "load_dataset_from_config",
-           "lookup"]
+__all__ = ["REGISTRY", "Entry", "data_config", "list_datasets", "load_dataset",
+           "load_dataset_from_config", "lookup"]
 
 
 @dataclass(frozen=True)
@@ -54,12 +54,12 @@ REGISTRY: dict[str, Entry] = {
         check_package("mnist1d", "mnist1d"),
     ),
     "npz": Entry(
-        "your own arrays from an .npz file (path=...)",
+        "your own arrays from an .npz file (--data path/to/file.npz; path= in Python)",
         None,
         None,
         load_npz,
         ("path",),
-        lambda: (True, f"pass path= to an .npz holding {NPZ_LAYOUTS}"),
+        lambda: (True, f"give --data path/to/file.npz (path= in Python), holding {NPZ_LAYOUTS}"),
     ),
 }
 
@@ -112,6 +112,30 @@ def load_dataset(
     return entry.load(
         seed=seed, val_size=val_size, **{option: options[option] for option in entry.options}
     )
+
+
+def data_config(data: str, seed: int = 0) -> DataConfig:
+    """The :class:`DataConfig` a command line's ``--data`` names: a dataset's name, or the path
+    of your own ``.npz`` file (kept absolute, so the run loads it again from any folder).
+
+    Example:
+        >>> data_config("digits", seed=1).name
+        'digits'
+    """
+    from pathlib import Path
+
+    text = str(data).strip()
+    if text.lower().endswith(".npz"):
+        file = Path(text).expanduser()
+        if not file.is_file():
+            raise DataError(f"no .npz file at {file}; give --data the path of a file saved with "
+                            f"numpy.savez holding {NPZ_LAYOUTS}")
+        return DataConfig(name="npz", seed=seed, path=str(file.resolve()))
+    key, _ = lookup(text)
+    if key == "npz":
+        raise DataError("--data npz needs the file: give its path instead, --data "
+                        "path/to/file.npz")
+    return DataConfig(name=key, seed=seed)
 
 
 def load_dataset_from_config(cfg: DataConfig) -> Dataset:

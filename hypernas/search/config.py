@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.dataset import DataConfig
+from ..data.registry import data_config
 from ..errors import HypernasError
 from ..hypernet.model import HyperNetConfig
 from ..hypernet.trainer import HyperTrainConfig
@@ -79,7 +79,8 @@ class SearchConfig:
 
     @property
     def run(self) -> str:
-        return self.name or f"search-{Path(self.space).stem}-{self.data}"
+        data = Path(self.data).stem if self.data.lower().endswith(".npz") else self.data
+        return self.name or f"search-{Path(self.space).stem}-{data}"
 
     @property
     def screen_top(self) -> int:
@@ -95,7 +96,7 @@ class SearchConfig:
         settings, resolution, _ = with_defaults(self.space, self.data, self.space_settings,
                                                 self.resolution)
         return RunConfig(space=self.space, space_settings=settings,
-                         data=DataConfig(name=self.data, seed=self.seed),
+                         data=data_config(self.data, self.seed),
                          resolution=resolution,
                          hypernet=HyperNetConfig(),
                          train=HyperTrainConfig(budget_minutes=self.train_minutes, seed=self.seed))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -72,18 +73,22 @@ def test_append_and_read_jsonl(tmp_path: Path) -> None:
 
 
 def test_a_run_lock_refuses_a_second_process_and_dies_with_its_holder(tmp_path, hold_run_lock):
-    from hypernas.runs.store import run_lock
+    from hypernas.runs.store import lock_holder, run_lock
 
     run = Run("locked", root=tmp_path)
+    assert lock_holder(run, "train") is None
     proc = hold_run_lock(tmp_path, "locked", "train")
+    assert lock_holder(run, "train") == str(proc.pid)  # what `hypernas runs` shows
     with pytest.raises(RunError, match=f"being trained by process {proc.pid}; wait"):
         with run_lock(run, "train", "trained"):
             pass
     with run_lock(run, "rank-hypernet", "ranked"):  # another part of the run is free
         with run_lock(run, "rank-hypernet", "ranked"):  # and re-entrant in one process
-            pass
+            assert lock_holder(run, "rank-hypernet") == str(os.getpid())
+    assert lock_holder(run, "rank-hypernet") is None  # released
     proc.kill()
     proc.wait()
+    assert lock_holder(run, "train") is None  # killed: its pid is still in the file, it is dead
     with run_lock(run, "train", "trained"):  # the OS released the dead holder's lock
         pass
 

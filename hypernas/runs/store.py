@@ -31,7 +31,7 @@ from typing import Any, Iterable, Iterator
 from ..errors import HypernasError
 
 __all__ = ["Run", "RunError", "DEFAULT_ROOT", "runs_root", "read_jsonl", "append_jsonl",
-           "write_jsonl", "run_lock"]
+           "write_jsonl", "run_lock", "lock_holder"]
 
 DEFAULT_ROOT = Path("runs")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -198,5 +198,22 @@ def run_lock(run: Run, part: str, doing: str) -> Iterator[None]:
         yield
     finally:
         del _HELD[path]
+        os.ftruncate(fd, 0)  # released: lock_holder reads no holder
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)  # the file stays: unlinking it would race with a process about to lock it
+
+
+def lock_holder(run: Run, part: str) -> str | None:
+    """The id of the live process holding ``part`` of the run (see :func:`run_lock`), or None.
+    Reads the lock file without locking it, so it can never make a starting command fail."""
+    try:
+        pid = int((run.path / f"{part}.lock").read_text().strip())
+    except (OSError, ValueError):  # no lock file, or released (emptied on release)
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:  # killed without releasing: the OS dropped its lock
+        return None
+    except PermissionError:  # alive, another user's
+        pass
+    return str(pid)

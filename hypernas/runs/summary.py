@@ -17,7 +17,7 @@ from typing import Any
 from ..spaces.space import SearchSpace, load_space
 from ..spaces.trust import check_space_file
 from .rankings import default_label, ranked_rows, ranking_labels
-from .store import Run, RunError, runs_root
+from .store import Run, RunError, lock_holder, runs_root
 
 __all__ = ["run_space", "run_summary", "list_runs"]
 
@@ -61,7 +61,9 @@ def run_summary(run: Run) -> dict[str, Any]:
             done = (meta["step"] >= train["steps"] if train.get("steps")
                     else meta["elapsed"] >= 60 * train.get("budget_minutes", 0) - 1)
             out["step"] = meta["step"]
-            out["stage"] = "trained" if done else "training (stopped)"
+            holder = lock_holder(run, "train")
+            out["stage"] = ("trained" if done else f"training (process {holder})" if holder
+                            else "training (stopped)")
     unreadable = out["stage"] == "checkpoint unreadable"
     if ranking_labels(run):
         label = default_label(run)

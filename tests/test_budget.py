@@ -223,3 +223,120 @@ def test_a_search_can_screen_in_the_combined_order(tmp_path, monkeypatch, capsys
     screens = [t for t in open_study(Run("c"), create=False).trials
                if "fit_of" not in t.user_attrs]
     assert screens[0].user_attrs["id"] == combined[0]["id"]  # the first screen: combined's best
+
+
+# ------------------------------------------------------------------ latency
+
+
+def test_latency_is_measured_once_per_candidate_and_kept_in_the_file(tmp_path, monkeypatch):
+    import json
+
+    from hypernas.graphs import latency
+
+    space = load_space("mlp", **SPACES["mlp"])
+    cands = space.sample_many(3, seed=0)
+    path = tmp_path / "latency.jsonl"
+    meter = latency.LatencyMeter(path=path, repeats=5)
+    first = [meter.ms(c.graph) for c in cands]
+    assert all(ms > 0 for ms in first)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["id"] for r in rows] == [c.id for c in cands]
+    assert {(r["runtime"], r["threads"], r["repeats"]) for r in rows} == {("torch", 1, 5)}
+    assert all(r["iqr_ms"] >= 0 for r in rows)
+    with path.open("a") as fh:
+        fh.write('{"id": "torn')  # a process killed mid-write
+
+    def never(*args, **kwargs):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(latency, "measure_latency", never)
+    again = latency.LatencyMeter(path=path, repeats=5)  # another process, the same run
+    assert [again.ms(c.graph) for c in cands] == first
+    monkeypatch.undo()
+    new = space.sample_many(4, seed=1)[-1]
+    again.ms(new.graph)  # appended on a line of its own, after the torn one
+    assert json.loads(path.read_text().splitlines()[-1])["id"] == new.id
+    other = latency.LatencyMeter(path=path, threads=2, repeats=5)  # another setting: not reused
+    assert other._rows == {}
+
+
+def test_drawing_within_a_latency_limit_yields_only_candidates_measured_within_it():
+    from hypernas.graphs.latency import LatencyMeter
+
+    space = load_space("macro", **SPACES["macro"])
+    meter = LatencyMeter(repeats=5)
+    uniform = sorted(meter.ms(c.graph) for c in space.sample_many(12, seed=3))
+    limit = uniform[len(uniform) // 2]  # about half the space is over it
+    budget = Budget(max_latency_ms=limit)
+    cands = sample_within(space, budget, 6, seed=0, meter=meter)
+    assert len({c.id for c in cands}) == 6
+    assert all(meter.ms(c.graph) <= limit for c in cands)  # as measured, not estimated
+    assert budget.fits(cands[0].graph, meter) and "latency <= " in budget.describe()
+    fastest = meter.ms(cheapest(space, "latency", meter).graph)
+    with pytest.raises(BudgetError, match=r"fits --max-latency-ms .*: the smallest has .* ms "
+                                          r"\(torch, batch 1, on this machine\); raise "
+                                          "--max-latency-ms to at least"):
+        sample_within(space, Budget(max_latency_ms=fastest / 50), 2, meter=meter)
+
+
+def test_latency_in_onnxruntime_is_measured_or_refused_with_the_extra_to_install(monkeypatch):
+    import importlib.util
+
+    from hypernas.graphs import latency
+
+    graph = load_space("mlp", **SPACES["mlp"]).sample_many(1, seed=0)[0].graph
+    if importlib.util.find_spec("onnxruntime") is not None:
+        row = latency.measure_latency(graph, "onnxruntime", repeats=5)
+        assert row["runtime"] == "onnxruntime" and row["ms"] > 0
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    with pytest.raises(latency.LatencyError, match=r"pip install 'hypernas\[export\]', or "
+                                                   "measure with --latency-runtime torch"):
+        Budget(max_latency_ms=1.0, latency_runtime="onnxruntime")
+    Budget(max_params=10, latency_runtime="onnxruntime")  # no latency limit: nothing to measure
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["rank", "t", "--max-latency-ms", "0"], "--max-latency-ms must be a positive number"),
+    (["rank", "t", "--max-latency-ms", "nan"], "--max-latency-ms must be a positive number"),
+    (["rank", "t", "--max-latency-ms", "-2"], "--max-latency-ms must be a positive number"),
+    (["rank", "t", "--max-latency-ms", "0.00001"], "raise --max-latency-ms to at least"),
+    (["refine", "t", "--max-latency-ms", "inf"], "--max-latency-ms must be a positive number"),
+    (["show", "t", "--pareto", "--x", "latency"], "has no ranking yet; make one: hypernas rank t"),
+])
+def test_a_bad_latency_limit_is_one_line_naming_the_fix(runs, argv, words, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+
+
+def test_rank_refine_and_show_keep_to_a_latency_limit(runs, capsys):
+    import json
+
+    from hypernas.graphs.latency import LatencyMeter
+
+    assert main(["rank", "t", "--n", "10", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["show", "t", "--pareto", "--x", "latency", "--json"]) == 0
+    front = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert front and all(r["pareto"]["x"] == "latency_ms" for r in front)
+    assert [r["latency_ms"] for r in front] == sorted(r["latency_ms"] for r in front)
+    run = Run("t")
+    measured = {json.loads(line)["id"]: json.loads(line)["ms"]
+                for line in run.latency_path.read_text().splitlines()}
+    assert len(measured) == 10  # every ranked candidate, once, kept in the run
+    limit = sorted(measured.values())[5]
+    assert main(["refine", "t", "--top", "2", "--trials", "2", "--max-epochs", "1",
+                 "--mutations", "0", "--max-latency-ms", str(limit)]) == 0
+    from hypernas.refine.study import open_study
+
+    trials = open_study(run, create=False).trials
+    assert trials and all(measured[t.user_attrs["id"]] <= limit for t in trials)
+    assert len(run.latency_path.read_text().splitlines()) == 10  # nothing measured twice
+    capsys.readouterr()
+    assert main(["rank", "t", "--n", "3", "--seed", "7", "--ranking", "fast", "--json",
+                 "--max-latency-ms", str(limit)]) == 0
+    meter = LatencyMeter(path=run.latency_path)
+    assert all(meter._rows[json.loads(line)["id"]]["ms"] <= limit
+               for line in capsys.readouterr().out.splitlines())

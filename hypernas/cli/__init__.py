@@ -13,7 +13,14 @@ import threading
 from typing import Callable, Sequence
 
 from ..errors import HypernasError
-from ._common import EXIT_USAGE, _add_budget_args, _add_space_args, _add_trust_arg, _console
+from ._common import (
+    EXIT_USAGE,
+    _add_budget_args,
+    _add_runtime_arg,
+    _add_space_args,
+    _add_trust_arg,
+    _console,
+)
 from .rank import cmd_rank, cmd_train
 from .search import cmd_export, cmd_refine, cmd_search
 from .show import cmd_runs, cmd_show
@@ -136,8 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pareto", action="store_true",
                    help="only the non-dominated candidates: the best score each cost buys "
                         "(table and plot; --json adds a pareto field)")
-    p.add_argument("--x", default="params", choices=("params", "macs"),
-                   help="the cost on the Pareto front's x axis (params)")
+    p.add_argument("--x", default="params", choices=("params", "macs", "latency"),
+                   help="the cost on the Pareto front's x axis (params; latency is measured "
+                        "on this machine once per candidate, then kept in the run)")
+    _add_runtime_arg(p)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_show)
 

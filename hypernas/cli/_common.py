@@ -64,7 +64,7 @@ def _space_from_args(args: argparse.Namespace):
 
 
 JSON_FIELDS = ("rank", "line", "encoding", "id", "score", "spread", "params", "macs",
-               "unseen_slots")
+               "latency_ms", "unseen_slots")
 
 
 def _json_fields(row: dict[str, Any], extra: dict[str, dict[str, float]] | None = None
@@ -83,11 +83,21 @@ def _check_ray_args(args: argparse.Namespace, workers: str) -> None:
 
 
 def _add_budget_args(p: argparse.ArgumentParser, what: str) -> None:
-    """``--max-params`` and ``--max-macs`` (they combine)."""
+    """``--max-params``, ``--max-macs`` and ``--max-latency-ms`` (they combine)."""
     p.add_argument("--max-params", type=int, metavar="N",
                    help=f"only {what} with at most N parameters")
     p.add_argument("--max-macs", type=int, metavar="N",
                    help=f"only {what} with at most N multiply-accumulates per image")
+    p.add_argument("--max-latency-ms", type=float, metavar="X",
+                   help=f"only {what} that run one image in at most X ms on this machine "
+                        "(median of 30 runs, measured once per candidate and kept in the run)")
+    _add_runtime_arg(p)
+
+
+def _add_runtime_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--latency-runtime", default="torch", choices=("torch", "onnxruntime"),
+                   help="what latency is measured in (torch: eager PyTorch, one thread; "
+                        "onnxruntime: the exported ONNX model, needs the export extra)")
 
 
 def _add_trust_arg(p: argparse.ArgumentParser) -> None:
@@ -100,7 +110,8 @@ def _add_trust_arg(p: argparse.ArgumentParser) -> None:
 def _budget(args: argparse.Namespace):
     from ..spaces.budget import Budget
 
-    return Budget(max_params=args.max_params, max_macs=args.max_macs)
+    return Budget(max_params=args.max_params, max_macs=args.max_macs,
+                  max_latency_ms=args.max_latency_ms, latency_runtime=args.latency_runtime)
 
 
 def _check_top(args: argparse.Namespace) -> None:

@@ -144,7 +144,9 @@ def ranking_table(rows: list[dict[str, Any]], extra: dict[str, dict[str, float]]
     table.add_column("rank", justify="right")
     if rows and "line" in rows[0]:
         table.add_column("line", justify="right")
-    for col in ("id", "score ± spread", "params", "MACs", *extra):
+    latency = bool(rows) and "latency_ms" in rows[0]
+    for col in ("id", "score ± spread", "params", "MACs", *(["latency ms"] if latency else []),
+                *extra):
         table.add_column(col, justify="left" if col == "id" else "right", no_wrap=True)
     table.add_column("encoding", overflow="fold", ratio=1)
     for i, row in enumerate(rows, start=1):
@@ -152,6 +154,7 @@ def ranking_table(rows: list[dict[str, Any]], extra: dict[str, dict[str, float]]
         unseen = " †" if row.get("unseen_slots") else ""
         cells += [row["id"], format_score(row["score"], row.get("spread", 0.0)) + unseen,
                   format_count(row.get("params")), format_count(row.get("macs"))]
+        cells += [f"{row['latency_ms']:.3f}"] if latency else []
         cells += [f"{extra[p][row['id']]:.4g}" if row["id"] in extra[p] else "-" for p in extra]
         table.add_row(*cells, row["encoding"])
     if any(row.get("unseen_slots") for row in rows):

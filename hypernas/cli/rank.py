@@ -159,12 +159,14 @@ def cmd_rank(args: argparse.Namespace) -> int:
     loaded = load_run(Run(args.run))
     err = _console(stderr=True)
     budget, skipped = _budget(args), 0
+    meter = budget.run_meter(loaded.run.latency_path)
     if args.archs:
         lines = read_archs(loaded.space, args.archs)
         if budget:
             lines = [dataclasses.replace(l, candidate=None, error=f"over the budget "
                                          f"({budget.describe()})")
-                     if l.candidate is not None and not budget.fits(l.candidate.graph) else l
+                     if l.candidate is not None and not budget.fits(l.candidate.graph, meter)
+                     else l
                      for l in lines]
         skipped = sum(1 for l in lines if l.error)
         for bad in (l for l in lines if l.error):
@@ -176,7 +178,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     else:
         if args.n < 1:
             raise HypernasError(f"--n must be at least 1, got {args.n}")
-        cands = sample_within(loaded.space, budget, args.n, seed=args.seed)
+        cands = sample_within(loaded.space, budget, args.n, seed=args.seed, meter=meter)
     combine = [p for p in (args.combine.split(",") if args.combine else []) if p]
     if combine and args.ranking:
         raise HypernasError("--combine writes the run's 'combined' ranking; leave out --ranking")

@@ -19,7 +19,8 @@ def cmd_refine(args: argparse.Namespace) -> int:
     cfg = RefineConfig(top=args.top, trials=args.trials, max_epochs=args.max_epochs,
                        mutations=args.mutations, warm_start=not args.random_init,
                        ranking=args.ranking, budget_minutes=args.budget, seed=args.seed,
-                       max_params=args.max_params, max_macs=args.max_macs)
+                       max_params=args.max_params, max_macs=args.max_macs,
+                       max_latency_ms=args.max_latency_ms, latency_runtime=args.latency_runtime)
     loaded = load_run(Run(args.run))
     console = _console()
 
@@ -65,7 +66,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                        formats=formats, name=args.run, seed=args.seed,
                        combine=tuple(p for p in args.combine.split(",") if p and p != "none"),
                        pretrained=args.pretrained, max_params=args.max_params,
-                       max_macs=args.max_macs)
+                       max_macs=args.max_macs, max_latency_ms=args.max_latency_ms,
+                       latency_runtime=args.latency_runtime)
     _check_ray_args(args, "K (the number of scoring actors)")
     console, err = _console(), _console(stderr=True)
     last_log = {"step": 0}

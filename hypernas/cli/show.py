@@ -71,19 +71,27 @@ def _show_pareto(args: argparse.Namespace, run, rows: list[dict]) -> int:
         raise HypernasError(f"run {args.run} has no ranked candidate to put on a Pareto front"
                             + (" within the filters" if len(rows) else "; rank some first "
                                f"(hypernas rank {args.run} --n 200)"))
-    front = pareto_front(kept, args.x)
+    x = "latency_ms" if args.x == "latency" else args.x
+    if x == "latency_ms":
+        from ..graphs.latency import LatencyMeter
+        from ..runs.summary import run_space
+        from ..spaces.budget import with_latency
+
+        meter = LatencyMeter(args.latency_runtime, path=run.latency_path)
+        kept = with_latency(kept, run_space(run), meter)
+    front = pareto_front(kept, x)
     shown = front[:args.top] if args.top else front
     if args.json:
         for place, row in enumerate(shown, start=1):
             sys.stdout.write(json.dumps({**_json_fields(row), "pareto": {
-                "x": args.x, "place": place, "of": len(front)}}) + "\n")
+                "x": x, "place": place, "of": len(front)}}) + "\n")
         return 0
     label = args.ranking or default_label(run)
     console = _console()
     console.print(ranking_table(shown, title=f"{args.run}: the {len(front)} of {len(kept)} "
                                              f"candidates no other beats on both {label} score "
                                              f"and {args.x}, cheapest first"))
-    console.print(pareto_plot(kept, front, args.x))
+    console.print(pareto_plot(kept, front, x))
     return 0
 
 

@@ -12,6 +12,7 @@ Takes a ``networkx.DiGraph`` whose nodes name an op of the registry; gives its s
     serialize.py  node-link JSON, validated on the way in
     canonical.py  one id per function-by-construction
     network.py    Network(graph), param_shapes, count_params, count_macs
+    latency.py    latency at batch 1 on this machine (torch or onnxruntime), and its estimate
 
 Example:
     >>> b = GraphBuilder(input_shape=(4,), num_outputs=3)

@@ -42,10 +42,12 @@ class RefineConfig:
     seed: int = 0  # sampler, weight init, batch order
     max_params: int | None = None  # only candidates within these (ranked bases and mutants)
     max_macs: int | None = None
+    max_latency_ms: float | None = None  # batch 1 on this machine, in latency_runtime
+    latency_runtime: str = "torch"
 
     @property
     def budget(self) -> Budget:
-        return Budget(self.max_params, self.max_macs)
+        return Budget(self.max_params, self.max_macs, self.max_latency_ms, self.latency_runtime)
 
     def __post_init__(self) -> None:
         for key in ("top", "trials", "max_epochs"):
@@ -56,7 +58,7 @@ class RefineConfig:
             raise HypernasError(f"--mutations must be 0 or more, got {self.mutations}")
         if self.budget_minutes is not None and self.budget_minutes <= 0:
             raise HypernasError(f"--budget must be positive minutes, got {self.budget_minutes}")
-        Budget(self.max_params, self.max_macs)  # refuses a limit that is not a positive int
+        self.budget  # refuses a limit that is not a positive number
 
     def seed_params(self, rank: int) -> dict[str, Any]:
         """The parameters of the trial that seeds the ``rank``-th candidate: all epochs, and from
@@ -76,9 +78,10 @@ def trial_candidate(loaded: LoadedRun, base_encoding: str, mutation: int,
     base = loaded.space.replay(base_encoding)
     if mutation == 0:
         return base
+    meter = budget.run_meter(loaded.run.latency_path)
     for k in range(MUTANT_TRIES):
         cand = loaded.space.mutate(base, seed=mutation + 1_000_003 * k)
-        if budget.fits(cand.graph):
+        if budget.fits(cand.graph, meter):
             return cand
     return base
 

@@ -133,7 +133,7 @@ def select_rows(rows: Sequence[dict[str, Any]], *, sort: str = "rank", descendin
     return kept[:top] if top is not None else kept
 
 
-PARETO_COSTS = ("params", "macs")  # what a Pareto front may put on its x axis
+PARETO_COSTS = ("params", "macs", "latency_ms")  # what a Pareto front may put on its x axis
 
 
 def pareto_front(rows: Sequence[dict[str, Any]], cost: str = "params") -> list[dict[str, Any]]:

@@ -74,6 +74,11 @@ class Run:
         return self.rankings_dir / f"{label}.jsonl"
 
     @property
+    def latency_path(self) -> Path:
+        """Measured latencies of candidates (``hypernas.graphs.latency.LatencyMeter``)."""
+        return self.path / "latency.jsonl"
+
+    @property
     def study_path(self) -> Path:
         return self.path / "study.db"
 

@@ -61,6 +61,8 @@ class SearchConfig:
     # halves of both Fashion-MNIST truths, docs/BENCHMARKS.md); () screens in hypernet order
     max_params: int | None = None  # only candidates within these limits are ranked, screened,
     max_macs: int | None = None  # mutated and exported (multiply-accumulates per image)
+    max_latency_ms: float | None = None  # batch 1 on this machine, in latency_runtime
+    latency_runtime: str = "torch"
     pretrained: bool = True  # rank with the hypernetwork shipped for this space and data (if
     # one matches: ranking.pretrained) and give its training share to screening and finalists
 
@@ -75,7 +77,7 @@ class SearchConfig:
                 raise HypernasError(f"{flag} must be at least 1, got {getattr(self, key)}")
         if self.trials is not None and self.trials < 1:
             raise HypernasError(f"--trials must be at least 1, got {self.trials}")
-        Budget(self.max_params, self.max_macs)  # refuses a limit that is not a positive int
+        self.budget  # refuses a limit that is not a positive number
 
     @property
     def run(self) -> str:
@@ -113,7 +115,7 @@ class SearchConfig:
 
     @property
     def budget(self) -> Budget:
-        return Budget(self.max_params, self.max_macs)
+        return Budget(self.max_params, self.max_macs, self.max_latency_ms, self.latency_runtime)
 
     def screen_config(self, budget_minutes: float | None = None) -> RefineConfig:
         """The screening study: the top in rank order, each trained from random weights for
@@ -123,6 +125,8 @@ class SearchConfig:
                             max_epochs=self.screen_epochs, train_size=self.screen_train_size,
                             warm_start=False, prune=False, budget_minutes=budget_minutes,
                             seed=self.seed, max_params=self.max_params, max_macs=self.max_macs,
+                            max_latency_ms=self.max_latency_ms,
+                            latency_runtime=self.latency_runtime,
                             ranking=COMBINED if self.combine else None)
 
     def fit_recipe(self, resolution: int | None) -> TrainConfig:

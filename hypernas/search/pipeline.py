@@ -55,7 +55,7 @@ from ..refine.study import completed, finished, open_study, trial_row
 from ..refine.train import TrainConfig
 from ..runs.rankings import pareto_front, ranking_rows, write_combined
 from ..runs.store import Run
-from ..spaces.budget import fits_space, sample_within
+from ..spaces.budget import fits_space, sample_within, with_latency
 from . import timing
 from .config import SearchConfig
 
@@ -82,7 +82,8 @@ def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None
     begun = time.monotonic()
     run = Run(cfg.run)
     loaded = start_run(run, _run_config(cfg, run))
-    fits_space(loaded.space, cfg.budget)  # before any training: a budget nothing meets
+    meter = cfg.budget.run_meter(run.latency_path)
+    fits_space(loaded.space, cfg.budget, meter)  # before any training: a budget nothing meets
     shipped = loaded.config.pretrained
     if shipped:
         train = loaded.config.train
@@ -99,7 +100,8 @@ def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None
             from ..cluster import ray_session
 
             held.enter_context(ray_session(cfg.address, cfg.workers))
-        cands = sample_within(loaded.space, cfg.budget, cfg.candidates, seed=cfg.seed)
+        cands = sample_within(loaded.space, cfg.budget, cfg.candidates, seed=cfg.seed,
+                              meter=meter)
         event("rank", candidates=len(cands), workers=cfg.workers, budget=cfg.budget.describe(),
               combine=cfg.combine)
         _rank(loaded, cands, cfg, lambda rows: event("ranked-rows", rows=len(rows)))
@@ -117,7 +119,7 @@ def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None
         best, finalists = _fit_finalists(loaded, cfg, elapsed, event)
     out = run.exports_dir / "best"
     event("export", out=str(out))
-    card = _export(run, out, best, cfg)
+    card = _export(loaded, out, best, cfg)
     ranked = sorted(ranking_rows(run, "hypernet").values(), key=lambda r: -r["score"])
     return {"run": run, "ranking": ranked, "best": best, "finalists": finalists, "export": out,
             "card": card}
@@ -272,7 +274,9 @@ def _rank(loaded: LoadedRun, cands: list, cfg: SearchConfig, on_rows: Callable) 
         write_combined(loaded.run, ["hypernet", *cfg.combine])
 
 
-def _export(run: Run, out: Path, best: dict[str, Any], cfg: SearchConfig) -> dict[str, Any]:
+def _export(loaded: LoadedRun, out: Path, best: dict[str, Any], cfg: SearchConfig
+            ) -> dict[str, Any]:
+    run = loaded.run
     """Export the winner unless ``out`` already holds exactly it (a re-run)."""
     card_path = out / "model_card.json"
     if card_path.exists():
@@ -282,21 +286,27 @@ def _export(run: Run, out: Path, best: dict[str, Any], cfg: SearchConfig) -> dic
                 return card
         except json.JSONDecodeError:
             pass
-    extra = {"budget": cfg.budget.to_dict(), "pareto": front_place(run, best["id"], cfg)}
+    extra = {"budget": cfg.budget.to_dict(),
+             "pareto": front_place(loaded, best["id"], cfg)}
     return export_run(run, out, trial=best["trial"], formats=cfg.formats, force=True, extra=extra)
 
 
-def front_place(run: Run, cand_id: str, cfg: SearchConfig) -> dict[str, Any]:
-    """Where a candidate sits against the Pareto front (hypernet score against parameters) of
-    the search's ranked candidates within its budget: its place on the front, or how many
-    candidates beat it on both."""
-    rows = [r for r in ranking_rows(run, "hypernet").values() if cfg.budget.fits_row(r)]
-    front = pareto_front(rows, "params")
+def front_place(loaded: LoadedRun, cand_id: str, cfg: SearchConfig) -> dict[str, Any]:
+    """Where a candidate sits against the Pareto front (hypernet score against the budget's
+    cost: latency, else MACs, else parameters) of the search's ranked candidates within its
+    budget: its place on the front, or how many candidates beat it on both."""
+    budget, run = cfg.budget, loaded.run
+    rows = list(ranking_rows(run, "hypernet").values())
+    if "latency" in budget.limits:
+        rows = with_latency(rows, loaded.space, budget.run_meter(run.latency_path))
+    rows = [r for r in rows if budget.fits_row(r)]
+    x = "latency_ms" if "latency" in budget.limits else "macs" if "macs" in budget.limits \
+        else "params"
+    front = pareto_front(rows, x)
     place = next((i for i, r in enumerate(front, start=1) if r["id"] == cand_id), None)
     mine = next((r for r in rows if r["id"] == cand_id), None)
     beaten_by = (0 if mine is None or place else
-                 sum(r["params"] <= mine["params"] and r["score"] >= mine["score"]
-                     and (r["params"], r["score"]) != (mine["params"], mine["score"])
-                     for r in rows))
-    return {"x": "params", "front": len(front), "of": len(rows), "place": place,
+                 sum(r[x] <= mine[x] and r["score"] >= mine["score"]
+                     and (r[x], r["score"]) != (mine[x], mine["score"]) for r in rows))
+    return {"x": x, "front": len(front), "of": len(rows), "place": place,
             "beaten_by": beaten_by}

@@ -1,0 +1,208 @@
+"""Ranking the dynamic ``macro`` space: the hypernetwork against the proxies on the macro truth.
+
+The truth is ``macro_truth.py``'s: 80 frozen candidates (half uniform over the space, half within
+the 50,000-70,000 parameter band) trained from scratch on Fashion-MNIST at 16x16, a candidate's
+value being its test accuracy averaged over the seeds it was trained with. The candidates are split
+once by their position in the frozen list: even positions are the **design half** (where a choice
+such as ranking with the hypernet alone or rank-averaged with naswot is made), odd positions the
+**report half**.
+
+``score`` ranks the truth's candidates with a trained hypernetwork run and every zero-cost proxy
+(in the run's own rankings, so a re-run resumes) and writes one row per candidate to
+``results/macro_scores/LABEL.jsonl`` (encoding, id, group, params, MACs, depth, each scorer's
+score, whether the candidate had parameters in places no candidate of the hypernetwork's
+training space had). With ``--space-set KEY=VALUE`` the candidates are built in a space other
+than the run's (the full space, for a hypernetwork trained on ``max_depth=3``): how depth
+generalisation is measured. ``report`` prints, per label, scorer, group (all / band) and half,
+Spearman, Kendall, the truth of the top pick and the mean truth of the first five picks, next to
+the truth's own seed-to-seed agreement; ``--json`` writes it to ``results/macro_ranking.json``.
+
+Usage:
+    hypernas train macro --data fashion-mnist --run t16-macro-s0
+    python benchmarks/macro_ranking.py score --run t16-macro-s0 --label macro-s0
+    python benchmarks/macro_ranking.py report macro-s0 macro-s1 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from macro_truth import CANDIDATES, OUT as TRUTH  # noqa: E402
+from truth_ranking import metrics  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+SCORES = RESULTS / "macro_scores"
+PROXIES = ("synflow", "naswot", "jacob_cov")
+HALVES = ("design", "report", "all")
+GROUPS = ("all", "band")
+
+
+def truth_by_seed() -> dict[int, dict[str, float]]:
+    out: dict[int, dict[str, float]] = {}
+    for line in TRUTH.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            out.setdefault(row["seed"], {})[row["code"]] = row["test_acc"]
+    return out
+
+
+def truth() -> dict[str, float]:
+    """{encoding: test accuracy averaged over its seeds}."""
+    runs: dict[str, list[float]] = {}
+    for accs in truth_by_seed().values():
+        for code, acc in accs.items():
+            runs.setdefault(code, []).append(acc)
+    return {code: statistics.fmean(v) for code, v in runs.items()}
+
+
+def subset(half: str, group: str) -> set[str]:
+    cands = json.loads(CANDIDATES.read_text())
+    return {c["encoding"] for i, c in enumerate(cands)
+            if (half == "all" or i % 2 == (0 if half == "design" else 1))
+            and (group == "all" or c["group"] == group)}
+
+
+def score(args: argparse.Namespace) -> int:
+    import torch
+
+    import hypernas as hn
+    from hypernas.hypernet.trainer import load_checkpoint
+    from hypernas.ranking import load_run, rank_run
+    from hypernas.runs import Run
+
+    torch.set_num_threads(args.threads)
+    loaded = load_run(Run(args.run, root=args.runs_root))
+    space = loaded.space
+    if args.space_set:
+        settings = {**loaded.space.config.to_dict()}
+        for item in args.space_set:
+            key, _, value = item.partition("=")
+            settings[key] = json.loads(value)
+        space = hn.load_space("macro", **{k: v for k, v in settings.items() if k != "name"})
+    groups = {c["encoding"]: c["group"] for c in json.loads(CANDIDATES.read_text())}
+    cands = {code: space.replay(code) for code in groups}
+    suffix = f"-{args.label}" if args.space_set else ""  # rankings of another space kept apart
+    by_scorer = {}
+    for scorer in ("hypernet", *PROXIES):
+        ranking = rank_run(loaded, list(cands.values()), scorer, label=scorer + suffix)
+        by_scorer[scorer] = {code: ranking[cand.id] for code, cand in cands.items()}
+    _, _, ckpt = load_checkpoint(loaded.run.checkpoint_path)
+    meta = {"run": args.run, "config": loaded.config.to_dict(), "step": ckpt["step"],
+            "elapsed_s": ckpt["elapsed"], "space_set": args.space_set,
+            "command": " ".join(["python", *sys.argv])}
+    SCORES.mkdir(parents=True, exist_ok=True)
+    out = SCORES / f"{args.label}.jsonl"
+    with out.open("w") as fh:
+        for code, cand in cands.items():
+            h = by_scorer["hypernet"][code]
+            depths = [len(stage.split(",")) for stage in code.split("|")]
+            row = {"label": args.label, "code": code, "id": cand.id, "group": groups[code],
+                   "params": hn.count_params(cand.graph), "macs": hn.count_macs(cand.graph),
+                   "max_depth": max(depths),
+                   "scores": {s: by_scorer[s][code]["score"] for s in by_scorer},
+                   "hypernet_spread": h["spread"], "unseen_slots": h.get("unseen_slots", 0)}
+            fh.write(json.dumps(row) + "\n")
+    (SCORES / f"{args.label}.meta.json").write_text(json.dumps(meta, indent=1))
+    print(f"{len(cands)} candidates scored by {len(by_scorer)} scorers -> {out}")
+    return 0
+
+
+def scorers(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """{scorer: {encoding: score}}: the run's scorers, params and MACs (more is better, as
+    ranked), and the hypernet rank-averaged with naswot (the product's ``--combine naswot``)."""
+    from hypernas.runs.rankings import combine_rankings
+
+    out = {s: {r["code"]: r["scores"][s] for r in rows} for s in rows[0]["scores"]}
+    out["params"] = {r["code"]: float(r["params"]) for r in rows}
+    out["macs"] = {r["code"]: float(r["macs"]) for r in rows}
+    parts = {s: {c: {"id": c, "score": v} for c, v in out[s].items()}
+             for s in ("hypernet", "naswot")}
+    out["rankavg(hypernet,naswot)"] = {c: r["score"] for c, r in combine_rankings(parts).items()}
+    return out
+
+
+def with_top_pick(scores: dict[str, float], truth: dict[str, float]) -> dict[str, float]:
+    out = metrics(scores, truth)
+    codes = [c for c in scores if c in truth]
+    if codes:
+        out["top_pick"] = truth[max(codes, key=lambda c: (scores[c], c))]
+    return out
+
+
+def agreement() -> dict:
+    """The truth's own noise: seed 0 against seed 1 on the candidates trained with both."""
+    from scipy.stats import kendalltau, spearmanr
+
+    by_seed = truth_by_seed()
+    both = sorted(set(by_seed.get(0, {})) & set(by_seed.get(1, {})))
+    if len(both) < 3:
+        return {"n": len(both)}
+    a, b = [by_seed[0][c] for c in both], [by_seed[1][c] for c in both]
+    diffs = [x - y for x, y in zip(a, b)]
+    return {"n": len(both), "spearman": float(spearmanr(a, b).statistic),
+            "kendall": float(kendalltau(a, b).statistic),
+            "seed_sd": statistics.pstdev(diffs) / 2 ** 0.5,
+            "candidate_sd": statistics.pstdev(by_seed[0].values())}
+
+
+def report(args: argparse.Namespace) -> int:
+    values = truth()
+    result: dict = {"truth": {"candidates": len(values), "agreement": agreement()}, "labels": {}}
+    for label in args.labels:
+        rows = [json.loads(line) for line in (SCORES / f"{label}.jsonl").read_text().splitlines()
+                if line.strip()]
+        if args.min_depth:
+            rows = [r for r in rows if r["max_depth"] >= args.min_depth]
+        table = {}
+        for name, scores in scorers(rows).items():
+            table[name] = {f"{group}/{half}": with_top_pick(
+                {c: v for c, v in scores.items() if c in subset(half, group)}, values)
+                for group in GROUPS for half in HALVES}
+        result["labels"][label] = table
+        print(f"\n{label} ({len(rows)} candidates scored, {len(values)} with truth)")
+        for key in (f"{g}/{h}" for g in GROUPS for h in HALVES):
+            print(f"  {key}")
+            for name, cells in sorted(table.items(), key=lambda kv: -kv[1][key].get("spearman", -9)):
+                m = cells[key]
+                if "spearman" in m:
+                    print(f"    {name:28s} n={m['n']:3d}  Sp {m['spearman']:+.3f}  Kt "
+                          f"{m['kendall']:+.3f}  top pick {m['top_pick']:.4f}  top-5 "
+                          f"{m['top5_mean']:.4f} (best 5 {m['best5_mean']:.4f})")
+    agree = result["truth"]["agreement"]
+    if "spearman" in agree:
+        print(f"\ntruth seed 0 vs seed 1 on {agree['n']}: Spearman {agree['spearman']:.3f}, "
+              f"Kendall {agree['kendall']:.3f}; one training's sd {100 * agree['seed_sd']:.2f} "
+              f"points against a spread of {100 * agree['candidate_sd']:.2f} between candidates")
+    if args.json:
+        name = "macro_ranking" + (f"_depth{args.min_depth}" if args.min_depth else "")
+        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("score", help="score the truth's candidates with a run and the proxies")
+    p.add_argument("--run", required=True)
+    p.add_argument("--label", required=True)
+    p.add_argument("--runs-root", default=None)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--space-set", action="append", metavar="KEY=VALUE",
+                   help="build the candidates in the run's space with this setting changed")
+    p.set_defaults(func=score)
+    p = sub.add_parser("report", help="every scorer against the truth")
+    p.add_argument("labels", nargs="+")
+    p.add_argument("--min-depth", type=int, help="only candidates with a stage this deep")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=report)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

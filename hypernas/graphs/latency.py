@@ -10,7 +10,8 @@ provider with ``threads`` intra-op threads; needs the ``export`` extra).
 Estimated (:meth:`LatencyMeter.estimate`): a per-node lookup table in the manner of FBNet's
 latency tables: every node's op, at its attributes and input shapes, timed alone in torch (once
 per process), summed over the graph, and scaled by a factor that the meter calibrates on whole
-networks (the first measured ones), since a network costs more than its ops alone. The sum is
+networks (the median ratio over the last 50 it measured), since a network costs more than its
+ops alone. The sum is
 additive over a space's decisions, which is what drawing candidates within a latency limit
 needs (:mod:`hypernas.spaces.budget`); every drawn candidate is then measured for real.
 
@@ -55,6 +56,7 @@ __all__ = ["RUNTIMES", "LatencyError", "LatencyMeter", "check_runtime", "measure
 RUNTIMES = ("torch", "onnxruntime")
 REPEATS, WARMUP = 30, 5
 NODE_REPEATS = 15
+RATIOS = 50  # whole networks whose measured / estimated ratio calibrates the estimate
 
 
 class LatencyError(HypernasError, ValueError):
@@ -159,7 +161,8 @@ class LatencyMeter:
         self.host = _host()
         self._rows: dict[str, dict[str, Any]] = {}
         self._nodes: dict[str, float] = {}
-        self._ratios: list[float] = []  # measured / node sum, of whole networks
+        self._ratios: list[float] = []  # measured / node sum, of the last whole networks
+        self._calibrated: set[str] = set()
         self._torn = False  # the file ends in a line a killed process left half-written
         if self.path is not None and self.path.exists():
             text = self.path.read_text()
@@ -187,8 +190,9 @@ class LatencyMeter:
                     fh.write(("\n" if self._torn else "") + json.dumps(row) + "\n")
                 self._torn = False
         row = self._rows[cid]
-        if len(self._ratios) < 5:
-            self._ratios.append(row["ms"] / self._node_sum(graph))
+        if cid not in self._calibrated:  # every measured network refines the estimate's scale
+            self._calibrated.add(cid)
+            self._ratios = (self._ratios + [row["ms"] / self._node_sum(graph)])[-RATIOS:]
         return row
 
     def ms(self, graph: nx.DiGraph) -> float:
@@ -196,8 +200,8 @@ class LatencyMeter:
         return float(self.measure(graph)["ms"])
 
     def estimate(self, graph: nx.DiGraph) -> float:
-        """Estimated milliseconds: the sum of the nodes' own latencies, scaled by the measured
-        over summed ratio of the first whole networks measured (1 before any)."""
+        """Estimated milliseconds: the sum of the nodes' own latencies, scaled by the median
+        measured over summed ratio of the last ``RATIOS`` networks measured (1 before any)."""
         ratio = statistics.median(self._ratios) if self._ratios else 1.0
         return ratio * self._node_sum(graph)
 

@@ -89,8 +89,9 @@ def _add_budget_args(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--max-macs", type=int, metavar="N",
                    help=f"only {what} with at most N multiply-accumulates per image")
     p.add_argument("--max-latency-ms", type=float, metavar="X",
-                   help=f"only {what} that run one image in at most X ms on this machine "
-                        "(median of 30 runs, measured once per candidate and kept in the run)")
+                   help=f"only {what} that run one image in at most X ms on this machine with "
+                        "--threads threads (median of 30 runs, measured once per candidate and "
+                        "kept in the run)")
     _add_runtime_arg(p)
 
 

@@ -3,9 +3,10 @@
 Measured (:func:`measure_latency`): the network is built with random weights and run on one
 random input of batch 1, ``warmup`` times untimed and ``repeats`` times timed; the latency is
 the median of the timed runs, with their interquartile range as its spread. The runtime is named
-with every figure: ``torch`` (eager, ``torch.inference_mode``, ``threads`` intra-op threads) or
-``onnxruntime`` (the network exported with ``torch.onnx.export``, run by onnxruntime's CPU
-provider with ``threads`` intra-op threads; needs the ``export`` extra).
+with every figure: ``torch`` (eager, ``torch.inference_mode``) or ``onnxruntime`` (the network
+exported with ``torch.onnx.export``, run by onnxruntime's CPU provider; needs the ``export``
+extra), each with as many intra-op threads as torch has in this process (the application sets
+that: the CLI's ``--threads``, one by default), recorded with the figure.
 
 Estimated (:meth:`LatencyMeter.estimate`): a per-node lookup table in the manner of FBNet's
 latency tables: every node's op, at its attributes and input shapes, timed alone in torch (once
@@ -40,7 +41,7 @@ import statistics
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import networkx as nx
 import torch
@@ -76,16 +77,6 @@ def check_runtime(runtime: str) -> None:
                                "--latency-runtime torch")
 
 
-@contextlib.contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _timed(fn: Callable[[], Any], repeats: int, warmup: int) -> list[float]:
     """Milliseconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
     for _ in range(warmup):
@@ -117,16 +108,17 @@ def _onnx_session(net: torch.nn.Module, x: torch.Tensor, threads: int) -> Any:
                                         providers=["CPUExecutionProvider"])
 
 
-def measure_latency(graph: nx.DiGraph, runtime: str = "torch", threads: int = 1,
-                    repeats: int = REPEATS, warmup: int = WARMUP) -> dict[str, Any]:
+def measure_latency(graph: nx.DiGraph, runtime: str = "torch", repeats: int = REPEATS,
+                    warmup: int = WARMUP) -> dict[str, Any]:
     """``{"ms", "iqr_ms", "repeats", "runtime", "threads"}``: the median and interquartile range
     of ``repeats`` timed forward passes of batch 1 (see the module's docstring)."""
     check_runtime(runtime)
-    if repeats < 1 or threads < 1:
-        raise LatencyError(f"repeats and threads must be at least 1, got {repeats}, {threads}")
+    if repeats < 1:
+        raise LatencyError(f"repeats must be at least 1, got {repeats}")
+    threads = torch.get_num_threads()
     net = build_network(graph).eval()
     x = torch.randn(1, *graph.graph["input_shape"], generator=torch.Generator().manual_seed(0))
-    with _torch_threads(threads), torch.inference_mode():
+    with torch.inference_mode():
         if runtime == "torch":
             times = _timed(lambda: net(x), repeats, warmup)
         else:
@@ -147,16 +139,15 @@ class LatencyMeter:
 
     Args:
         runtime: ``torch`` or ``onnxruntime``.
-        threads: intra-op threads the candidate runs with.
         path: where measurements are kept across processes (a run's ``latency.jsonl``); rows of
-            another runtime, thread count or machine are ignored.
+            another runtime, thread count (torch's in this process) or machine are ignored.
         repeats: timed runs per measurement.
     """
 
-    def __init__(self, runtime: str = "torch", threads: int = 1, path: str | Path | None = None,
+    def __init__(self, runtime: str = "torch", path: str | Path | None = None,
                  repeats: int = REPEATS) -> None:
         check_runtime(runtime)
-        self.runtime, self.threads, self.repeats = runtime, threads, repeats
+        self.runtime, self.threads, self.repeats = runtime, torch.get_num_threads(), repeats
         self.path = Path(path) if path is not None else None
         self.host = _host()
         self._rows: dict[str, dict[str, Any]] = {}
@@ -171,7 +162,7 @@ class LatencyMeter:
                 try:
                     row = json.loads(line)
                     mine = (row["runtime"], row["threads"], row["host"]) == (
-                        runtime, threads, self.host)
+                        runtime, self.threads, self.host)
                 except (ValueError, KeyError, TypeError):
                     continue  # a torn last line of a killed process, or not a row of ours
                 if mine:
@@ -181,7 +172,7 @@ class LatencyMeter:
         """The candidate's measured row (``id``, ``ms``, ``iqr_ms``, ...), measured once."""
         cid = canonical_id(graph)
         if cid not in self._rows:
-            row = {"id": cid, **measure_latency(graph, self.runtime, self.threads, self.repeats),
+            row = {"id": cid, **measure_latency(graph, self.runtime, self.repeats),
                    "host": self.host}
             self._rows[cid] = row
             if self.path is not None:
@@ -224,5 +215,5 @@ class LatencyMeter:
         xs = [torch.randn(1, *shape) for shape in ins]
         call = (lambda: op(*xs, batch_stats=False)) if isinstance(op, BatchNorm) else \
             (lambda: op(*xs))
-        with _torch_threads(self.threads), torch.inference_mode():
+        with torch.inference_mode():
             return statistics.median(_timed(call, NODE_REPEATS, 3))

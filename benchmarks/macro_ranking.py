@@ -21,6 +21,9 @@ Usage:
     hypernas train macro --data fashion-mnist --run t16-macro-s0
     python benchmarks/macro_ranking.py score --run t16-macro-s0 --label macro-s0
     python benchmarks/macro_ranking.py report macro-s0 macro-s1 --json
+    hypernas train macro --data fashion-mnist --set max_depth=3 --run t16-macro-d3
+    python benchmarks/macro_ranking.py score --run t16-macro-d3 --label macro-d3 --space-set max_depth=4
+    python benchmarks/macro_ranking.py depth --shallow macro-d3 --full macro-s0 --json
 """
 
 from __future__ import annotations
@@ -184,6 +187,47 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def depth(args: argparse.Namespace) -> int:
+    """Depth generalisation: a hypernetwork trained on shallower stages (``--shallow``, e.g.
+    ``max_depth=3``) against one trained on the full space (``--full``), on the candidates with
+    a stage deeper than the shallow one ever saw: how the two rankings agree, how well each
+    predicts (its mean loss with predicted weights), and each against the truth."""
+    from scipy.stats import kendalltau, spearmanr
+
+    def load(label: str) -> dict[str, dict]:
+        return {r["code"]: r for r in map(json.loads, (SCORES / f"{label}.jsonl").read_text()
+                                           .splitlines()) if r}
+
+    shallow, full = load(args.shallow), load(args.full)
+    values = truth()
+    result: dict = {"shallow": args.shallow, "full": args.full}
+    for name, keep in (("deeper", lambda r: r["max_depth"] > args.trained_depth),
+                       ("within", lambda r: r["max_depth"] <= args.trained_depth)):
+        codes = sorted(c for c, r in shallow.items() if keep(r) and c in full)
+        a = [shallow[c]["scores"]["hypernet"] for c in codes]
+        b = [full[c]["scores"]["hypernet"] for c in codes]
+        known = [c for c in codes if c in values]
+        part = {"n": len(codes),
+                "spearman_between": float(spearmanr(a, b).statistic),
+                "kendall_between": float(kendalltau(a, b).statistic),
+                "loss_shallow": -statistics.fmean(a), "loss_full": -statistics.fmean(b),
+                "unseen_slots_median": statistics.median(shallow[c]["unseen_slots"]
+                                                         for c in codes),
+                "truth_n": len(known)}
+        if len(known) >= 5:
+            for who, rows in (("shallow", shallow), ("full", full)):
+                part[f"truth_spearman_{who}"] = float(spearmanr(
+                    [rows[c]["scores"]["hypernet"] for c in known],
+                    [values[c] for c in known]).statistic)
+        result[name] = part
+        print(f"{name} (max depth {'>' if name == 'deeper' else '<='} {args.trained_depth}): "
+              + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                          for k, v in part.items()))
+    if args.json:
+        (RESULTS / "macro_depth.json").write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -200,6 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-depth", type=int, help="only candidates with a stage this deep")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=report)
+    p = sub.add_parser("depth", help="a shallow-trained hypernetwork against a full-space one")
+    p.add_argument("--shallow", required=True, help="label scored with --space-set max_depth=4")
+    p.add_argument("--full", required=True)
+    p.add_argument("--trained-depth", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=depth)
     args = parser.parse_args(argv)
     return args.func(args)
 

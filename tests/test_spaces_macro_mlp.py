@@ -116,6 +116,8 @@ def test_macro_encoding_round_trip():
     ("k3e1w16|k3e1w32", "2 stage"),
     ("k3e1w16|k3x1w32|k3e1w64", "cannot read block 'k3x1w32'"),
     ("k3e1w16|k3e1w32,|k3e1w64", "cannot read block ''"),
+    ("k3e1w16||k3e1w64", "cannot read block '' of stage 2"),  # a stage of 0 blocks
+    ("k3e2w16|k3e1w32|k3e1w64", "2 is not a choice for 's1_b1_expand'"),
     ("k3e1w16+|k3e1w32|k3e1w64", "cannot be residual"),
     ("k3e1w16,k3e1w16,k3e1w16,k3e1w16,k3e1w16|k3e1w32|k3e1w64", "5 blocks"),
     ("k4e1w16|k3e1w32|k3e1w64", "4 is not a choice for 's1_b1_kernel'"),

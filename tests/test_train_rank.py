@@ -294,7 +294,7 @@ def test_a_hypernetwork_at_chance_is_said_loudly_by_train_and_rank(tmp_path, mon
 def test_sigterm_and_ctrl_c_end_train_with_one_line_a_checkpoint_and_exit_130(tmp_path):
     from hypernas.hypernet.trainer import load_checkpoint
 
-    env = {**os.environ, "HYPERNAS_RUNS": str(tmp_path)}
+    env = {**os.environ, "HYPERNAS_RUNS": str(tmp_path), "PYTHONFAULTHANDLER": "1"}
     for sig in (signal.SIGTERM, signal.SIGINT):
         proc = subprocess.Popen([sys.executable, "-m", "hypernas", "train", *TINY, "--run", "s",
                                  "--steps", "100000"], env=env, stdout=subprocess.PIPE,
@@ -306,7 +306,12 @@ def test_sigterm_and_ctrl_c_end_train_with_one_line_a_checkpoint_and_exit_130(tm
                 time.time() < deadline):
             time.sleep(0.2)
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=60)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:  # still running: show where every thread is
+            proc.send_signal(signal.SIGABRT)  # faulthandler prints the stacks, then it dies
+            out, err = proc.communicate(timeout=60)
+            pytest.fail(f"train did not end within 120 s of {sig.name}:\n{out}\n{err}")
         assert proc.returncode == 130, err
         assert err.strip().splitlines()[-1] == ("hypernas train: interrupted; what was done is "
                                                 "saved, run the same command to resume")

@@ -296,9 +296,12 @@ def test_sigterm_and_ctrl_c_end_train_with_one_line_a_checkpoint_and_exit_130(tm
 
     env = {**os.environ, "HYPERNAS_RUNS": str(tmp_path), "PYTHONFAULTHANDLER": "1"}
     for sig in (signal.SIGTERM, signal.SIGINT):
+        # a shell's background job inherits SIGINT ignored, and Python keeps it so: restore
+        # the default, as a terminal's Ctrl-C finds it
         proc = subprocess.Popen([sys.executable, "-m", "hypernas", "train", *TINY, "--run", "s",
                                  "--steps", "100000"], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         log = Run("s", root=tmp_path).train_log_path
         rows = log.read_text().count("\n") if log.exists() else 0
         deadline = time.time() + 120

@@ -258,8 +258,13 @@ def sample_within(space: SearchSpace, budget: Budget, n: int, seed: int = 0, *,
     meter = budget.meter(meter)
     fits_space(space, budget, meter)
     extremes, measures = _extremes(space), _estimates(meter)
-    if "latency" in budget.limits:  # calibrate the estimate on the largest candidate too
-        meter.ms(space.from_trial(PathTrial(last=True)).graph)
+    if "latency" in budget.limits:
+        meter.ms(space.from_trial(PathTrial(last=True)).graph)  # calibrates the estimate too
+        # never estimate the fastest candidate above its measurement (fits_space measured it
+        # within the limit): the first decision then always has an option that fits
+        fastest = cheapest(space, "latency", meter).graph
+        scale = min(1.0, meter.ms(fastest) / meter.estimate(fastest))
+        measures["latency"] = lambda graph: scale * meter.estimate(graph)
     rng, out, seen = random.Random(seed), [], set()
     attempts = dead_ends = over = 0
     while len(out) < n:

@@ -35,7 +35,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from macro_truth import CANDIDATES, OUT as TRUTH  # noqa: E402
+from macro_truth import CANDIDATES  # noqa: E402
+from macro_truth import OUT as TRUTH
 from truth_ranking import metrics  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"

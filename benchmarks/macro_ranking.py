@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from macro_truth import CANDIDATES  # noqa: E402
-from macro_truth import OUT as TRUTH
+from macro_truth import OUT as TRUTH  # noqa: E402
 from truth_ranking import metrics  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"

@@ -37,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from macro_truth import CANDIDATES  # noqa: E402
 from macro_truth import OUT as TRUTH  # noqa: E402
-from truth_ranking import metrics  # noqa: E402
+from truth_ranking import metrics, run_meta, score_all  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SCORES = RESULTS / "macro_scores"
@@ -75,8 +75,7 @@ def score(args: argparse.Namespace) -> int:
     import torch
 
     import hypernas as hn
-    from hypernas.hypernet.trainer import load_checkpoint
-    from hypernas.ranking import load_run, rank_run
+    from hypernas.ranking import load_run
     from hypernas.runs import Run
 
     torch.set_num_threads(args.threads)
@@ -87,18 +86,12 @@ def score(args: argparse.Namespace) -> int:
         for item in args.space_set:
             key, _, value = item.partition("=")
             settings[key] = json.loads(value)
-        space = hn.load_space("macro", **{k: v for k, v in settings.items() if k != "name"})
+        space = hn.load_space("macro", **settings)
     groups = {c["encoding"]: c["group"] for c in json.loads(CANDIDATES.read_text())}
     cands = {code: space.replay(code) for code in groups}
     suffix = f"-{args.label}" if args.space_set else ""  # rankings of another space kept apart
-    by_scorer = {}
-    for scorer in ("hypernet", *PROXIES):
-        ranking = rank_run(loaded, list(cands.values()), scorer, label=scorer + suffix)
-        by_scorer[scorer] = {code: ranking[cand.id] for code, cand in cands.items()}
-    _, _, ckpt = load_checkpoint(loaded.run.checkpoint_path)
-    meta = {"run": args.run, "config": loaded.config.to_dict(), "step": ckpt["step"],
-            "elapsed_s": ckpt["elapsed"], "space_set": args.space_set,
-            "command": " ".join(["python", *sys.argv])}
+    by_scorer = score_all(loaded, cands, ("hypernet", *PROXIES), suffix)
+    meta = run_meta(loaded, space_set=args.space_set)
     SCORES.mkdir(parents=True, exist_ok=True)
     out = SCORES / f"{args.label}.jsonl"
     with out.open("w") as fh:

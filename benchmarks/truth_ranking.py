@@ -152,26 +152,40 @@ def load_scores(label: str) -> list[dict]:
             if line.strip()]
 
 
+def score_all(loaded, cands: dict, scorers: tuple[str, ...], suffix: str = "") -> dict:
+    """{scorer: {code: ranking row}}: ``cands`` ({code: candidate}) ranked by every scorer in
+    the run's own rankings (labelled ``scorer + suffix``), so a re-run resumes."""
+    from hypernas.ranking import rank_run
+
+    by_scorer = {}
+    for scorer in scorers:
+        ranking = rank_run(loaded, list(cands.values()), scorer, label=scorer + suffix)
+        by_scorer[scorer] = {code: ranking[cand.id] for code, cand in cands.items()}
+    return by_scorer
+
+
+def run_meta(loaded, **extra) -> dict:
+    """What a scores file was made with: the run, its config, its training and the command."""
+    from hypernas.hypernet.trainer import load_checkpoint
+
+    _, _, ckpt = load_checkpoint(loaded.run.checkpoint_path)
+    return {"run": loaded.run.name, "config": loaded.config.to_dict(), "step": ckpt["step"],
+            "elapsed_s": ckpt["elapsed"], **extra, "command": " ".join(["python", *sys.argv])}
+
+
 def score(args: argparse.Namespace) -> int:
     import torch
 
     import hypernas as hn
-    from hypernas.hypernet.trainer import load_checkpoint
-    from hypernas.ranking import load_run, rank_run
+    from hypernas.ranking import load_run
     from hypernas.runs import Run
 
     torch.set_num_threads(args.threads)
     loaded = load_run(Run(args.run, root=args.runs_root))
     cells = json.loads(CELLS.read_text())[:args.cells]
     cands = {code: loaded.space.replay(code) for code in cells}
-    by_scorer = {}
-    for scorer in ("hypernet", *PROXIES):
-        ranking = rank_run(loaded, list(cands.values()), scorer)
-        by_scorer[scorer] = {code: ranking[cand.id] for code, cand in cands.items()}
-    _, _, ckpt = load_checkpoint(loaded.run.checkpoint_path)
-    meta = {"run": args.run, "config": loaded.config.to_dict(), "step": ckpt["step"],
-            "elapsed_s": ckpt["elapsed"], "trained_with": args.trained_with,
-            "command": " ".join(["python", *sys.argv])}
+    by_scorer = score_all(loaded, cands, ("hypernet", *PROXIES))
+    meta = run_meta(loaded, trained_with=args.trained_with)
     SCORES.mkdir(parents=True, exist_ok=True)
     out = SCORES / f"{args.label}.jsonl"
     with out.open("w") as fh:

@@ -17,7 +17,6 @@ import optuna
 from ..errors import HypernasError
 from ..ranking.run import LoadedRun
 from ..runs.rankings import ranked_rows
-from ..spaces.budget import with_latency
 from .fit import initial_network, warm_start_hypernet
 from .plan import RefineConfig, plan_trial, seed_next
 from .study import finished, open_study, recover_trials, run_lock, save_weights, state_bytes
@@ -44,9 +43,7 @@ def refine_run(loaded: LoadedRun, cfg: RefineConfig,
     run = loaded.run
     rows = ranked_rows(run, cfg.ranking)  # all of them: a retried trial may name a lower rank
     if cfg.budget:
-        if "latency" in cfg.budget.limits:
-            rows = with_latency(rows, loaded.space, cfg.budget.run_meter(run.latency_path))
-        rows = [r for r in rows if cfg.budget.fits_row(r)]
+        rows = cfg.budget.rows_within(rows, loaded.space, run.latency_path)
         if not rows:
             raise HypernasError(f"no ranked candidate of run {run.name} fits "
                                 f"{cfg.budget.describe()}; rank candidates within it first "

@@ -55,7 +55,7 @@ from ..refine.study import completed, finished, open_study, trial_row
 from ..refine.train import TrainConfig
 from ..runs.rankings import pareto_front, ranking_rows, write_combined
 from ..runs.store import Run
-from ..spaces.budget import fits_space, sample_within, with_latency
+from ..spaces.budget import fits_space, sample_within
 from . import timing
 from .config import SearchConfig
 
@@ -296,10 +296,8 @@ def front_place(loaded: LoadedRun, cand_id: str, cfg: SearchConfig) -> dict[str,
     cost: latency, else MACs, else parameters) of the search's ranked candidates within its
     budget: its place on the front, or how many candidates beat it on both."""
     budget, run = cfg.budget, loaded.run
-    rows = list(ranking_rows(run, "hypernet").values())
-    if "latency" in budget.limits:
-        rows = with_latency(rows, loaded.space, budget.run_meter(run.latency_path))
-    rows = [r for r in rows if budget.fits_row(r)]
+    rows = budget.rows_within(list(ranking_rows(run, "hypernet").values()), loaded.space,
+                              run.latency_path)
     x = "latency_ms" if "latency" in budget.limits else "macs" if "macs" in budget.limits \
         else "params"
     front = pareto_front(rows, x)

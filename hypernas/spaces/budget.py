@@ -57,7 +57,7 @@ _METERS: dict[str, LatencyMeter] = {}  # per runtime, for budgets used without a
 
 
 def default_meter(runtime: str = "torch") -> LatencyMeter:
-    """This process's latency meter for ``runtime`` (one thread, nothing kept on disk)."""
+    """This process's latency meter for ``runtime`` (nothing kept on disk)."""
     if runtime not in _METERS:
         _METERS[runtime] = LatencyMeter(runtime)
     return _METERS[runtime]
@@ -78,7 +78,7 @@ class Budget:
     latency_runtime: str = "torch"
 
     def __post_init__(self) -> None:
-        for flag, value in (("--max-params", self.max_params), ("--max-macs", self.max_macs)):
+        for flag, value in ((FLAGS["params"], self.max_params), (FLAGS["macs"], self.max_macs)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                       or value <= 0):
                 raise BudgetError(f"{flag} must be a positive whole number, got {value!r}")
@@ -122,6 +122,14 @@ class Budget:
         ``latency_ms``: see :func:`with_latency`) fits."""
         key = {"params": "params", "macs": "macs", "latency": "latency_ms"}
         return all(row[key[m]] <= v for m, v in self.limits.items())
+
+    def rows_within(self, rows: Sequence[dict[str, Any]], space: SearchSpace,
+                    latency_path: str | Path) -> list[dict[str, Any]]:
+        """The ranking rows that fit; with a latency limit each carries ``latency_ms``,
+        measured once per candidate and kept in ``latency_path`` (the run's)."""
+        if "latency" in self.limits:
+            rows = with_latency(rows, space, self.run_meter(latency_path))
+        return [row for row in rows if self.fits_row(row)]
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"max_params": self.max_params, "max_macs": self.max_macs}

@@ -152,8 +152,10 @@ class LatencyMeter:
         self.host = _host()
         self._rows: dict[str, dict[str, Any]] = {}
         self._nodes: dict[str, float] = {}
-        self._ratios: list[float] = []  # measured / node sum, of the last whole networks
-        self._calibrated: set[str] = set()
+        # the last networks measured (id -> graph), whose measured / node-sum ratio scales the
+        # estimate; the ratio is worked out only when an estimate is asked for
+        self._recent: dict[str, nx.DiGraph] = {}
+        self._ratio: dict[str, float] = {}
         self._torn = False  # the file ends in a line a killed process left half-written
         if self.path is not None and self.path.exists():
             text = self.path.read_text()
@@ -181,9 +183,10 @@ class LatencyMeter:
                     fh.write(("\n" if self._torn else "") + json.dumps(row) + "\n")
                 self._torn = False
         row = self._rows[cid]
-        if cid not in self._calibrated:  # every measured network refines the estimate's scale
-            self._calibrated.add(cid)
-            self._ratios = (self._ratios + [row["ms"] / self._node_sum(graph)])[-RATIOS:]
+        if cid not in self._recent:  # every measured network refines the estimate's scale
+            self._recent[cid] = graph
+            if len(self._recent) > RATIOS:
+                del self._recent[next(iter(self._recent))]
         return row
 
     def ms(self, graph: nx.DiGraph) -> float:
@@ -193,7 +196,11 @@ class LatencyMeter:
     def estimate(self, graph: nx.DiGraph) -> float:
         """Estimated milliseconds: the sum of the nodes' own latencies, scaled by the median
         measured over summed ratio of the last ``RATIOS`` networks measured (1 before any)."""
-        ratio = statistics.median(self._ratios) if self._ratios else 1.0
+        for cid, measured in self._recent.items():
+            if cid not in self._ratio:
+                self._ratio[cid] = self._rows[cid]["ms"] / self._node_sum(measured)
+        ratio = statistics.median(self._ratio[cid] for cid in self._recent) if self._recent \
+            else 1.0
         return ratio * self._node_sum(graph)
 
     def _node_sum(self, graph: nx.DiGraph) -> float:

@@ -268,10 +268,13 @@ def sample_within(space: SearchSpace, budget: Budget, n: int, seed: int = 0, *,
     extremes, measures = _extremes(space), _estimates(meter)
     if "latency" in budget.limits:
         meter.ms(space.from_trial(PathTrial(last=True)).graph)  # calibrates the estimate too
-        # never estimate the fastest candidate above its measurement (fits_space measured it
-        # within the limit): the first decision then always has an option that fits
+        # fits_space measured the fastest candidate within the limit; where the estimate puts
+        # it over, scale the estimates down only as far as the limit needs, so the first
+        # decision has an option that fits and the others stay as estimated (scaling to the
+        # fastest's measurement made most draws at a low limit optimistic: measured over and
+        # drawn again)
         fastest = cheapest(space, "latency", meter).graph
-        scale = min(1.0, meter.ms(fastest) / meter.estimate(fastest))
+        scale = min(1.0, budget.limits["latency"] / meter.estimate(fastest))
         measures["latency"] = lambda graph: scale * meter.estimate(graph)
     rng, out, seen = random.Random(seed), [], set()
     attempts = dead_ends = over = 0

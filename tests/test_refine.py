@@ -403,6 +403,36 @@ def test_the_median_rule():
     assert not _median_rule({2: [0.9, 0.9]}, 2, 0.1)  # fewer than 3 finished trials
 
 
+def test_the_search_ranks_as_many_candidates_as_its_share_of_the_time_holds(runs, monkeypatch):
+    from types import SimpleNamespace
+
+    from hypernas.ranking import load_run
+    from hypernas.runs.rankings import ranking_rows
+    from hypernas.search import pipeline
+
+    loaded = load_run(Run("t", root=runs))
+    before = ranking_rows(loaded.run, "hypernet")
+    cands = [c for c in loaded.space.sample_many(60, seed=5) if c.id not in before][:40]
+    clock, real = [0.0], pipeline.rank_run
+
+    def one_second_per_candidate(lr, batch, scorer, **kw):  # half a second for each scorer
+        clock[0] += 0.5 * len(batch)
+        return real(lr, batch, scorer, **kw)
+
+    monkeypatch.setattr(pipeline, "rank_run", one_second_per_candidate)
+    monkeypatch.setattr(pipeline, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    cfg = pipeline.SearchConfig(combine=("naswot",))
+    # 2 minutes left: a quarter is 30 s, the 16 timed first took 16 s, 14 more fit
+    n, each = pipeline._rank(loaded, cands, cfg, 2.0, lambda rows: None)
+    assert (n, each) == (30, 1.0) and pipeline.RANK_SHARE == 0.25
+    for label in ("hypernet", "naswot", "combined"):
+        rows = ranking_rows(loaded.run, label)
+        assert {c.id for c in cands} & set(rows) == {c.id for c in cands[:30]}, label
+    # too little time for more than the timed ones: those are still ranked
+    n, each = pipeline._rank(loaded, cands, cfg, 0.01, lambda rows: None)
+    assert (n, each) == (40, 1.0)
+
+
 def test_the_finalists_are_the_best_screens_and_the_best_fit_wins(runs):
     from hypernas.search.pipeline import FITTED, SearchConfig, _fit_finalists
     from hypernas.refine import fit_candidate

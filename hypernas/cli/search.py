@@ -53,7 +53,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from ..refine.study import refined_rows
     from ..search.config import SearchConfig
-    from ..search.pipeline import run_search
+    from ..search.pipeline import RANK_SHARE, run_search
     from ..spaces.defaults import describe_defaults, with_defaults
     from .console import ranking_table
 
@@ -99,6 +99,11 @@ def cmd_search(args: argparse.Namespace) -> int:
                           + (f" by the hypernet and {', '.join(info['combine'])} (rank average)"
                              if info.get("combine") else " by the hypernet")
                           + (f" on {info['workers']} Ray workers" if info["workers"] else ""),
+                          markup=False)
+        elif stage == "ranked" and info["ranked"] < info["of"]:
+            console.print(f"      ranked {info['ranked']} of {info['of']} candidates: "
+                          f"{info['seconds_each']:.2f} s each, and ranking gets at most "
+                          f"{100 * RANK_SHARE:.0f} % of the time left (--budget gives it more)",
                           markup=False)
         elif stage == "refine":
             console.print(f"[3/5] screening up to {info['top']} of the best-ranked, in rank "

@@ -38,7 +38,8 @@ class SearchConfig:
     resolution: int | None = None  # square image side after resizing (None: the dataset's
     # default, 16 for Fashion-MNIST as in the truth set, else as stored)
     budget_minutes: float = 15.0  # the whole search, on the machine it runs on
-    candidates: int = 200  # random candidates ranked by the hypernetwork
+    candidates: int = 200  # random candidates drawn for ranking (ranked: as many as fit in
+    # RANK_SHARE of the time left after training, in their drawn order)
     top: int | None = None  # ranked candidates screened, in rank order (None: as far down the
     # ranking as the budget goes; a 30-minute search on one core screened all of a top of 32)
     trials: int | None = None  # screening trials at most (None: top; more lets Optuna pick

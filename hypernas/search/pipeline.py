@@ -3,7 +3,8 @@
 1. take the hypernetwork shipped with the package for this space, settings, data and resolution
    (``ranking.pretrained``; trained once for far longer than a search can), or, where none is
    shipped or ``pretrained=False``, train one over the space for a share of the budget;
-2. rank random candidates by the loss of their predicted weights;
+2. rank random candidates by the loss of their predicted weights, as many as fit in a quarter
+   of the time left (``RANK_SHARE``, timed on the first ``RANK_PROBE``);
 3. screen the top of that ranking, in rank order, with short real training from random weights
    (a refinement study in ``runs/<name>/study.db``) for what the budget leaves;
 4. train the few best-screened candidates (the finalists, 3 by default) with a longer recipe
@@ -59,13 +60,17 @@ from ..spaces.budget import fits_space, sample_within
 from . import timing
 from .config import SearchConfig
 
-__all__ = ["run_search", "screen_order", "EXPORT_RESERVE_MIN", "FINALIST_SHARE"]
+__all__ = ["run_search", "screen_order", "EXPORT_RESERVE_MIN", "FINALIST_SHARE", "RANK_SHARE"]
 
 EXPORT_RESERVE_MIN = 0.5  # minutes kept back for the screening trial that overruns + export
 SCREENED = "search_screened"  # study attribute: the search's screening stage has finished
 FITTED = "search_fitted"  # study attribute: the finalists' trainings have finished
 PLANNED = "search_free_minutes"  # study attribute: minutes free for screens and finalists
 # after the first screen (the finalists' share is planned from it)
+RANK_SHARE = 0.25  # at most this share of the time left after training goes to ranking (the
+# default NB201 search ranks all 200 candidates well inside it; on macro, where a candidate
+# costs more, it ranks fewer rather than leave screening no time)
+RANK_PROBE = 16  # candidates ranked first, to time ranking on this machine
 FINALIST_SHARE = 0.5  # at most this share of the time free after the first screen goes to
 # finalists beyond the first (measured at 1 thread: a finalist's training costs 4-5 screens)
 
@@ -102,18 +107,21 @@ def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None
             held.enter_context(ray_session(cfg.address, cfg.workers))
         cands = sample_within(loaded.space, cfg.budget, cfg.candidates, seed=cfg.seed,
                               meter=meter)
+
+        def elapsed() -> float:  # minutes
+            return (spent + time.monotonic() - started) / 60
+
         event("rank", candidates=len(cands), workers=cfg.workers, budget=cfg.budget.describe(),
-              combine=cfg.combine)
-        _rank(loaded, cands, cfg, lambda rows: event("ranked-rows", rows=len(rows)))
+              combine=cfg.combine, share=RANK_SHARE)
+        if not run.study_path.exists():  # once screening has begun, the ranking is final
+            n, each = _rank(loaded, cands, cfg, cfg.budget_minutes - elapsed(),
+                            lambda rows: event("ranked-rows", rows=len(rows)))
+            event("ranked", ranked=n, of=len(cands), seconds_each=each)
         ranked = ranking_rows(run, "hypernet")
         warning = chance_warning([ranked[c.id] for c in cands if c.id in ranked],
                                  loaded.data.num_classes)
         if warning:
             event("warning", text=warning)
-
-        def elapsed() -> float:  # minutes
-            return (spent + time.monotonic() - started) / 60
-
         if not (run.study_path.exists() and open_study(run, cfg.seed).user_attrs.get(SCREENED)):
             _screen(loaded, cfg, elapsed, event)
         best, finalists = _fit_finalists(loaded, cfg, elapsed, event)
@@ -259,19 +267,43 @@ def _fit_many(loaded: LoadedRun, cfg: SearchConfig, recipe: TrainConfig,
     return {row["fit_of"]: trials[row["trial"]] for row in rows}
 
 
-def _rank(loaded: LoadedRun, cands: list, cfg: SearchConfig, on_rows: Callable) -> None:
-    """Rank with the hypernetwork and each proxy of ``cfg.combine``, then write their rank
-    average as the run's combined ranking (what the screening then follows)."""
-    for scorer in ("hypernet", *cfg.combine):
-        if cfg.workers:
-            from ..ranking.on_ray import rank_on_ray
+def _rank(loaded: LoadedRun, cands: list, cfg: SearchConfig, minutes_left: float,
+          on_rows: Callable) -> tuple[int, float | None]:
+    """Rank with the hypernetwork and each proxy of ``cfg.combine`` as many of ``cands`` (in
+    their drawn order) as fit in ``RANK_SHARE`` of ``minutes_left``, then write their rank
+    average as the run's combined ranking (what the screening then follows). The first
+    ``RANK_PROBE`` candidates not yet ranked are scored first and timed; the pace they set
+    decides how many more are. Returns how many of ``cands`` are ranked and the seconds one
+    took (None when nothing was left to rank)."""
+    scorers = ("hypernet", *cfg.combine)
 
-            rank_on_ray(loaded, cands, scorer, workers=cfg.workers, address=cfg.address,
-                        on_rows=on_rows)
-        else:
-            rank_run(loaded, cands, scorer, on_rows=on_rows)
+    def score(batch: list) -> None:
+        for scorer in scorers:
+            if not batch:
+                return
+            if cfg.workers:
+                from ..ranking.on_ray import rank_on_ray
+
+                rank_on_ray(loaded, batch, scorer, workers=cfg.workers, address=cfg.address,
+                            on_rows=on_rows)
+            else:
+                rank_run(loaded, batch, scorer, on_rows=on_rows)
+
+    def unranked() -> list:
+        have = [ranking_rows(loaded.run, s) for s in scorers]
+        return [c for c in cands if any(c.id not in h for h in have)]
+
+    todo, each = unranked(), None
+    if todo:
+        begun = time.monotonic()
+        score(todo[:RANK_PROBE])
+        taken = time.monotonic() - begun
+        each = taken / len(todo[:RANK_PROBE])
+        more = int(max(60 * RANK_SHARE * minutes_left - taken, 0.0) / max(each, 1e-6))
+        score(todo[RANK_PROBE:RANK_PROBE + more])
     if cfg.combine:
-        write_combined(loaded.run, ["hypernet", *cfg.combine])
+        write_combined(loaded.run, list(scorers))
+    return len(cands) - len(unranked()), each
 
 
 def _export(loaded: LoadedRun, out: Path, best: dict[str, Any], cfg: SearchConfig

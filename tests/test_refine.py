@@ -528,8 +528,12 @@ def test_finalists_on_workers_are_planned_in_waves(runs, monkeypatch):
     loaded.run.study_path.unlink()
     assert main(["refine", "t", "--top", "2", "--trials", "2", "--max-epochs", "1",
                  "--mutations", "0", "--random-init"]) == 0
-    sequential = SearchConfig(budget_minutes=budget, finalists=2, fit_epochs=1,
-                              fit_train_size=None)
+    # the screens ran again: their paces (and so m) are this run's, not the first one's (on a
+    # loaded machine the two differed enough to fit both finalists)
+    m = max(minutes(pace_of(t), 1, images)
+            for t in screen_order(open_study(loaded.run, create=False)))
+    sequential = SearchConfig(budget_minutes=10.0 + EXPORT_RESERVE_MIN + 1.5 * m, finalists=2,
+                              fit_epochs=1, fit_train_size=None)
 
     def clock() -> float:  # each fit takes its estimated m minutes
         trials = open_study(loaded.run, create=False).trials

@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="join a running Ray cluster (as `ray start --head` printed it); "
                         "needs --workers")
     p.add_argument("--top", type=int, help="show only the best N")
+    p.add_argument("--top-k", type=int, metavar="K",
+                   help="hypernet scoring races candidates over the images: one that cannot "
+                        "reach the best K (default 50, or all when fewer) stops early with a "
+                        "wider interval; the best K are always scored on every image")
+    p.add_argument("--full", action="store_true",
+                   help="score every candidate on every evaluation image (no racing)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: small ops run steadier single-threaded)")

@@ -63,8 +63,8 @@ def _space_from_args(args: argparse.Namespace):
     return load_space(args.space, **overrides)
 
 
-JSON_FIELDS = ("rank", "line", "encoding", "id", "score", "spread", "params", "macs",
-               "latency_ms", "unseen_slots")
+JSON_FIELDS = ("rank", "line", "encoding", "id", "score", "spread", "score_se", "images",
+               "params", "macs", "latency_ms", "unseen_slots")
 
 
 def _json_fields(row: dict[str, Any], extra: dict[str, dict[str, float]] | None = None

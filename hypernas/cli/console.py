@@ -152,15 +152,31 @@ def ranking_table(rows: list[dict[str, Any]], extra: dict[str, dict[str, float]]
     for i, row in enumerate(rows, start=1):
         cells = [str(row.get("rank", i))] + ([str(row["line"])] if "line" in row else [])
         unseen = " †" if row.get("unseen_slots") else ""
-        cells += [row["id"], format_score(row["score"], row.get("spread", 0.0)) + unseen,
+        if _stopped(row):  # raced: the estimate and its standard error against the full score
+            score = format_score(row["score"], row.get("score_se", 0.0)) + " ‡"
+        else:
+            score = format_score(row["score"], row.get("spread", 0.0))
+        cells += [row["id"], score + unseen,
                   format_count(row.get("params")), format_count(row.get("macs"))]
         cells += [f"{row['latency_ms']:.3f}"] if latency else []
         cells += [f"{extra[p][row['id']]:.4g}" if row["id"] in extra[p] else "-" for p in extra]
         table.add_row(*cells, row["encoding"])
+    notes = []
     if any(row.get("unseen_slots") for row in rows):
-        table.caption = ("† has parameters in places no candidate of the hypernetwork's training "
-                         "space had (e.g. a deeper stage): its score is an extrapolation")
+        notes.append("† has parameters in places no candidate of the hypernetwork's training "
+                     "space had (e.g. a deeper stage): its score is an extrapolation")
+    stopped = [row for row in rows if _stopped(row)]
+    if stopped:
+        notes.append(f"‡ stopped early by racing ({len(stopped)} rows: could not reach the top "
+                     "k): score estimated from fewer images, ± its standard error against the "
+                     "full score; rank with --full to score every image")
+    if notes:
+        table.caption = "\n".join(notes)
     return table
+
+
+def _stopped(row: dict[str, Any]) -> bool:
+    return row.get("images") is not None and row["images"] < row.get("full_images", 0)
 
 
 def format_bytes(n: int) -> str:

@@ -146,6 +146,23 @@ def _rank_live(console: Console, title: str, total: int, top: int = 10):
     return live, Feed()
 
 
+def _race(args: argparse.Namespace, candidates: int) -> Any:
+    """The racing config of ``rank`` (None with ``--full``); ``--top-k`` must fit the
+    candidates."""
+    from ..ranking.racing import RaceConfig
+
+    if args.full:
+        if args.top_k is not None:
+            raise HypernasError("--top-k sets the racing boundary and --full turns racing off; "
+                                "give one of them")
+        return None
+    if args.top_k is not None and args.top_k > candidates:
+        raise HypernasError(f"--top-k {args.top_k} is more than the {candidates} distinct "
+                            f"candidates ranked; give at most --top-k {candidates}, or rank more "
+                            "with --n")
+    return RaceConfig(top_k=args.top_k if args.top_k is not None else min(50, candidates))
+
+
 def cmd_rank(args: argparse.Namespace) -> int:
     from ..ranking.rank import rank_run, read_archs
     from ..ranking.run import load_run
@@ -189,6 +206,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     if args.ranking:
         labels[args.scorer] = args.ranking
     unique = {c.id for c in cands}
+    race = _race(args, len(unique))
     _check_ray_args(args, "K (the number of scoring actors)")
     if args.workers is not None and args.workers < 1:
         raise HypernasError(f"--workers must be at least 1, got {args.workers}")
@@ -208,7 +226,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
             feed.start(label, {i: r for i, r in ranking_rows(loaded.run, label).items()
                                if i in unique})
             rankings[scorer] = rank(loaded, cands, scorer, label=label,
-                                    on_rows=lambda rows, l=label: feed.add(l, rows))
+                                    on_rows=lambda rows, l=label: feed.add(l, rows),
+                                    race=race if scorer == "hypernet" else None)
     main, title = rankings[args.scorer], labels[args.scorer]
     if args.scorer == "hypernet":
         warning = chance_warning([main[c.id] for c in cands], loaded.data.num_classes)

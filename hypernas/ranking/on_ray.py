@@ -33,7 +33,8 @@ from ..runs.rankings import ranking_rows
 from ..runs.store import append_jsonl, run_lock
 from ..spaces.space import Candidate
 from .proxies import list_proxies
-from .rank import make_scorer, missing_candidates
+from .racing import Race, RaceConfig
+from .rank import make_scorer, missing_candidates, start_race
 from .run import LoadedRun, RunConfig, materialise, portable_config
 
 __all__ = ["rank_on_ray", "ScoringWorker"]
@@ -70,15 +71,18 @@ class ScoringWorker:
         """Answers once the constructor has finished (its process id)."""
         return os.getpid()
 
-    def score(self, encodings: list[str]) -> list[dict[str, Any]]:
-        """One row per encoding, as :func:`~hypernas.ranking.rank.rank_run` computes it."""
-        return self._score([self.space.replay(e) for e in encodings])
+    def score(self, encodings: list[str], race: dict[str, Any] | None = None
+              ) -> list[dict[str, Any]]:
+        """One row per encoding, as :func:`~hypernas.ranking.rank.rank_run` computes it; with
+        ``race`` (a :meth:`~hypernas.ranking.racing.Race.state`), racing from that state."""
+        return self._score([self.space.replay(e) for e in encodings],
+                           Race.from_state(race) if race else None)
 
 
 def rank_on_ray(loaded: LoadedRun, cands: Sequence[Candidate], scorer: str = "hypernet",
                 label: str | None = None, workers: int = 2, address: str | None = None,
                 chunk: int = 32, on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
-                retries: int = 3) -> dict[str, dict[str, Any]]:
+                retries: int = 3, race: RaceConfig | None = None) -> dict[str, dict[str, Any]]:
     """:func:`~hypernas.ranking.rank.rank_run` on Ray: the same rows in the same ranking file.
 
     Args:
@@ -93,6 +97,8 @@ def rank_on_ray(loaded: LoadedRun, cands: Sequence[Candidate], scorer: str = "hy
             fewer when that leaves under 4 chunks per worker, so none idles at the end.
         on_rows: called with each chunk's rows once they are written.
         retries: times a chunk (or a failed actor start) is retried before giving up.
+        race: race the hypernet scorer's candidates over the images; each chunk is sent with
+            the race as the driver knows it then (the rows of every chunk done so far).
 
     Returns:
         the whole ranking by canonical id: rows already there, then the new ones.
@@ -102,6 +108,7 @@ def rank_on_ray(loaded: LoadedRun, cands: Sequence[Candidate], scorer: str = "hy
     with run_lock(loaded.run, f"rank-{label}", f"ranked into {label!r}"):
         path = loaded.run.ranking_path(label)
         have = ranking_rows(loaded.run, label)
+        racing = start_race(loaded, scorer, label, have, race)
         todo = missing_candidates(cands, have)
         if not todo:
             return have
@@ -115,11 +122,14 @@ def rank_on_ray(loaded: LoadedRun, cands: Sequence[Candidate], scorer: str = "hy
         with ray_session(address, workers) as ray:
             pool = _Pool(ray, portable_config(loaded.config.to_dict()), scorer, checkpoint, workers, retries)
             try:
-                for index, scored in pool.run([[c.encoding for c in part] for part in parts]):
+                for index, scored in pool.run([[c.encoding for c in part] for part in parts],
+                                              lambda: racing.state() if racing else None):
                     rows = [{**r, "encoding": c.encoding, "id": c.id, "scorer": scorer}
                             for c, r in zip(parts[index], scored)]
                     for row in rows:
                         append_jsonl(path, row)
+                        if racing is not None:
+                            racing.observe(row)
                     done[index] = rows
                     if on_rows is not None:
                         on_rows(rows)
@@ -198,8 +208,10 @@ class _Pool:
             self._drop(actor)
         self.actors.clear()
 
-    def run(self, chunks: list[list[str]]) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-        """Yield ``(chunk index, rows)`` as chunks complete, each chunk exactly once."""
+    def run(self, chunks: list[list[str]], race: Callable[[], dict[str, Any] | None]
+            ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """Yield ``(chunk index, rows)`` as chunks complete, each chunk exactly once; each is
+        sent with ``race()`` as it is then."""
         for _ in range(self.workers):
             self._start()
         pending, tries = collections.deque(range(len(chunks))), collections.Counter()
@@ -208,7 +220,7 @@ class _Pool:
         while pending or busy:
             while idle and pending:
                 actor, index = idle.pop(), pending.popleft()
-                busy[actor.score.remote(chunks[index])] = (actor, index)
+                busy[actor.score.remote(chunks[index], race())] = (actor, index)
             ref = self._next([*busy, *self.starting], waiting_only_for_starts=not busy)
             if ref in self.starting:
                 self._started(ref, idle)

@@ -22,10 +22,12 @@ from ..runs.rankings import ranking_rows
 from ..runs.store import append_jsonl, run_lock
 from ..spaces.space import Candidate, SearchSpace
 from .proxies import list_proxies
+from .racing import SCORING_ADAPTIVE, SCORING_FULL, Race, RaceConfig, check_scoring, rungs
 from .run import LoadedRun, RunConfig
 from .scoring import eval_slices, score_hypernet, score_proxies
 
-__all__ = ["ArchLine", "read_archs", "missing_candidates", "make_scorer", "rank_run"]
+__all__ = ["ArchLine", "read_archs", "missing_candidates", "make_scorer", "rank_run",
+           "start_race"]
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,11 @@ def missing_candidates(cands: Sequence[Candidate], have: dict[str, Any]) -> list
 
 def make_scorer(scorer: str, cfg: RunConfig, data: Dataset,
                 hnet: GraphHyperNetwork | None = None, device: str | torch.device = "cpu",
-                chunk: int = 16) -> Callable[[Sequence[Candidate]], list[dict[str, Any]]]:
-    """A function from candidates to ranking rows (``score``, ``spread``, params, MACs ...) for
-    ``scorer``: ``hypernet`` (give ``hnet``) or a proxy, on the run's fixed evaluation images."""
+                chunk: int = 16) -> Callable[..., list[dict[str, Any]]]:
+    """A function from candidates (and, for ``hypernet``, an optional
+    :class:`~hypernas.ranking.racing.Race`) to ranking rows (``score``, ``spread``, params,
+    MACs ...) for ``scorer``: ``hypernet`` (give ``hnet``) or a proxy, on the run's fixed
+    evaluation images."""
     if scorer == "hypernet":
         if hnet is None:
             raise HypernasError("the hypernet scorer needs a trained hypernetwork")
@@ -79,36 +83,54 @@ def make_scorer(scorer: str, cfg: RunConfig, data: Dataset,
         slices = [[(x.to(device), y.to(device)) for x, y in part]
                   for part in eval_slices(data.val, cfg.score, hnet.config.samples)]
 
-        def score(part: Sequence[Candidate]) -> list[dict[str, Any]]:
-            return score_hypernet(hnet, part, slices, chunk)
+        def score(part: Sequence[Candidate], race: Race | None = None) -> list[dict[str, Any]]:
+            return score_hypernet(hnet, part, slices, chunk, race=race)
         return score
     if scorer in list_proxies():
         fixed = data.val.subset(cfg.score.proxy_batch, seed=cfg.score.seed)
         x, y = fixed.x.to(device), fixed.y.to(device)
 
-        def score_proxy(part: Sequence[Candidate]) -> list[dict[str, Any]]:
+        def score_proxy(part: Sequence[Candidate], race: Race | None = None
+                        ) -> list[dict[str, Any]]:
             rows = score_proxies([scorer], part, x, y, cfg.score.seed)
             return [{**r, "score": r[scorer], "spread": 0.0} for r in rows]
         return score_proxy
     raise HypernasError(f"unknown scorer {scorer!r}; known: hypernet, {', '.join(list_proxies())}")
 
 
+def start_race(lr: LoadedRun, scorer: str, label: str, have: dict[str, dict],
+               race: RaceConfig | None) -> Race | None:
+    """The race a hypernet ranking goes on with (None: every candidate scored in full), from
+    the rows ``have`` of ranking ``label``; refuses a ranking made in the other mode."""
+    if scorer != "hypernet":
+        return None
+    check_scoring(list(have.values()), SCORING_ADAPTIVE if race else SCORING_FULL, label)
+    if race is None:
+        return None
+    samples = lr.config.hypernet.samples
+    units = sum(map(len, eval_slices(lr.data.val, lr.config.score, samples)))
+    return Race.from_rows(race, len(rungs(samples, units)), have.values())
+
+
 def rank_run(lr: LoadedRun, cands: Sequence[Candidate], scorer: str = "hypernet",
              label: str | None = None, chunk: int = 16,
-             on_rows: Callable[[list[dict[str, Any]]], None] | None = None) -> dict[str, dict]:
+             on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
+             race: RaceConfig | None = None) -> dict[str, dict]:
     """Score the candidates not yet in ranking ``label`` (default: the scorer's name), appending
-    rows as they are computed; returns the whole ranking by id."""
+    rows as they are computed; returns the whole ranking by id. With ``race`` the hypernet
+    scorer races candidates over the images (:mod:`hypernas.ranking.racing`)."""
     label = label or scorer
     with run_lock(lr.run, f"rank-{label}", f"ranked into {label!r}"):
         path = lr.run.ranking_path(label)
         have = ranking_rows(lr.run, label)
+        racing = start_race(lr, scorer, label, have, race)
         todo = missing_candidates(cands, have)
         hnet = None
         if scorer == "hypernet":
             hnet, _, _ = load_checkpoint(lr.run.checkpoint_path, lr.config.hypernet)
         score = make_scorer(scorer, lr.config, lr.data, hnet, chunk=chunk)
         for start in range(0, len(todo), chunk):
-            rows = [{**r, "scorer": scorer} for r in score(todo[start:start + chunk])]
+            rows = [{**r, "scorer": scorer} for r in score(todo[start:start + chunk], racing)]
             for row in rows:
                 append_jsonl(path, row)
                 have[row["id"]] = row

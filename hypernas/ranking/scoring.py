@@ -30,6 +30,7 @@ from ..hypernet.model import GraphHyperNetwork, unseen_slots
 from ..hypernet.trainer import meta_network, predicted_logits
 from ..spaces.space import Candidate
 from .proxies import list_proxies, score_proxy
+from .racing import SCORING_ADAPTIVE, Race, rungs
 
 __all__ = ["ScoreConfig", "eval_slices", "score_hypernet", "score_proxies", "list_scorers",
            "chance_warning", "CHANCE_FACTOR"]
@@ -68,11 +69,14 @@ def eval_slices(split: Split, cfg: ScoreConfig, samples: int
 
 @torch.no_grad()
 def score_hypernet(hnet: GraphHyperNetwork, cands: Sequence[Candidate],
-                   slices: Sequence[Sequence[tuple[Tensor, Tensor]]], chunk: int = 16
-                   ) -> list[dict[str, Any]]:
+                   slices: Sequence[Sequence[tuple[Tensor, Tensor]]], chunk: int = 16,
+                   race: Race | None = None) -> list[dict[str, Any]]:
     """One row per candidate: score (= -mean loss), spread, loss/acc mean and std, params.
 
-    ``slices`` holds one list of batches per weight sample (:func:`eval_slices`).
+    ``slices`` holds one list of batches per weight sample (:func:`eval_slices`). With ``race``
+    (:mod:`hypernas.ranking.racing`) a candidate that cannot reach the race's top is stopped
+    after one of its rungs, and its row says how many images it used; the race observes every
+    row. Without it every candidate is scored on every image.
     """
     if len(slices) != hnet.config.samples:
         raise HypernasError(f"{len(slices)} evaluation slices for {hnet.config.samples} weight "
@@ -80,25 +84,51 @@ def score_hypernet(hnet: GraphHyperNetwork, cands: Sequence[Candidate],
     hnet.eval()
     device = hnet.embed.weight.device
     slices = [[(x.to(device), y.to(device)) for x, y in part] for part in slices]
+    # units: one batch of one weight sample, batch by batch across the samples
+    units = [(s, b) for b in range(max(map(len, slices))) for s in range(len(slices))
+             if b < len(slices[s])]
+    marks = rungs(len(slices), len(units))
+    full_images = sum(len(y) for part in slices for _, y in part)
     rows = []
     for start in range(0, len(cands), chunk):
         part = cands[start:start + chunk]
         for cand, samples in zip(part, hnet.samples([c.graph for c in part])):
             net = meta_network(cand.graph, cand.id)
-            losses, accs = [], []
-            for weights, batches in zip(samples, slices):
-                loss, correct, n = 0.0, 0, 0
-                for x, y in batches:
-                    logits = predicted_logits(net, weights, x)
-                    loss += float(F.cross_entropy(logits, y, reduction="sum"))
-                    correct += int((logits.argmax(1) == y).sum())
-                    n += len(y)
-                losses.append(loss / n if loss == loss else float("inf"))
-                accs.append(correct / n)
-            # parameters in places training never had (a deeper stage than trained): say so
-            rows.append({**_row(cand, losses, accs),
-                         "unseen_slots": len(unseen_slots(hnet.config, cand.graph))})
+            loss, correct, n = ([0.0] * len(slices) for _ in range(3))
+            estimates: list[float] = []
+            extra: dict[str, Any] = {}
+            for done, (s, b) in enumerate(units, start=1):
+                x, y = slices[s][b]
+                logits = predicted_logits(net, samples[s], x)
+                loss[s] += float(F.cross_entropy(logits, y, reduction="sum"))
+                correct[s] += int((logits.argmax(1) == y).sum())
+                n[s] += len(y)
+                if done not in marks:
+                    continue
+                reached = [i for i in range(len(slices)) if n[i]]
+                estimates.append(-statistics.fmean(_finite(loss[i] / n[i]) for i in reached))
+                if race is None or done == len(units):
+                    continue
+                go_on, adjusted, se = race.judge(len(estimates) - 1, estimates[-1])
+                if not go_on:
+                    extra = {"score": adjusted, "score_se": se}
+                    break
+            reached = [i for i in range(len(slices)) if n[i]]
+            row = {**_row(cand, [_finite(loss[i] / n[i]) for i in reached],
+                          [correct[i] / n[i] for i in reached]),
+                   # parameters in places training never had (a deeper stage than trained)
+                   "unseen_slots": len(unseen_slots(hnet.config, cand.graph))}
+            if race is not None:
+                row.update({"scoring": SCORING_ADAPTIVE, "images": sum(n),
+                            "full_images": full_images, "rung_scores": estimates,
+                            "score_se": 0.0, **extra})
+                race.observe(row)
+            rows.append(row)
     return rows
+
+
+def _finite(loss: float) -> float:
+    return loss if loss == loss else float("inf")
 
 
 def _row(cand: Candidate, losses: list[float], accs: list[float]) -> dict[str, Any]:

@@ -47,6 +47,7 @@ import optuna
 
 from ..errors import HypernasError
 from ..export.from_run import export_run
+from ..ranking.racing import RaceConfig
 from ..ranking.rank import rank_run
 from ..ranking.run import LoadedRun, RunConfig, start_run, train_run
 from ..ranking.scoring import chance_warning
@@ -71,6 +72,7 @@ RANK_SHARE = 0.25  # at most this share of the time left after training goes to 
 # default NB201 search ranks all 200 candidates well inside it; on macro, where a candidate
 # costs more, it ranks fewer rather than leave screening no time)
 RANK_PROBE = 16  # candidates ranked first, to time ranking on this machine
+RACE_TOP_K = 50  # the hypernet races candidates over its images to this top (ranking.racing)
 FINALIST_SHARE = 0.5  # at most this share of the time free after the first screen goes to
 # finalists beyond the first (measured at 1 thread: a finalist's training costs 4-5 screens)
 
@@ -276,18 +278,20 @@ def _rank(loaded: LoadedRun, cands: list, cfg: SearchConfig, minutes_left: float
     decides how many more are. Returns how many of ``cands`` are ranked and the seconds one
     took (None when nothing was left to rank)."""
     scorers = ("hypernet", *cfg.combine)
+    race = RaceConfig(top_k=min(RACE_TOP_K, len(cands)))
 
     def score(batch: list) -> None:
         for scorer in scorers:
             if not batch:
                 return
+            race_of = race if scorer == "hypernet" else None
             if cfg.workers:
                 from ..ranking.on_ray import rank_on_ray
 
                 rank_on_ray(loaded, batch, scorer, workers=cfg.workers, address=cfg.address,
-                            on_rows=on_rows)
+                            on_rows=on_rows, race=race_of)
             else:
-                rank_run(loaded, batch, scorer, on_rows=on_rows)
+                rank_run(loaded, batch, scorer, on_rows=on_rows, race=race_of)
 
     def unranked() -> list:
         have = [ranking_rows(loaded.run, s) for s in scorers]

@@ -97,17 +97,17 @@ def main(argv: list[str] | None = None) -> int:
 
         def rank(*a, **k):
             return rank_on_ray(*a, workers=args.workers, **k)
+    before = set(ranking_rows(run, "full"))
+    todo = sum(1 for c in cands if c.id not in before)
+    t0 = time.perf_counter()
+    full = rank(loaded, cands, "hypernet", label="full")
+    full_call_s = time.perf_counter() - t0
     label = f"raced-{args.n}-k{args.top_k}-s{args.seed}"
     if run.ranking_path(label).exists():
         run.ranking_path(label).unlink()  # timed afresh every call
     t0 = time.perf_counter()
     raced = rank(loaded, cands, "hypernet", label=label, race=RaceConfig(top_k=args.top_k))
     raced_s = time.perf_counter() - t0
-    before = set(ranking_rows(run, "full"))
-    todo = sum(1 for c in cands if c.id not in before)
-    t0 = time.perf_counter()
-    full = rank(loaded, cands, "hypernet", label="full")
-    full_call_s = time.perf_counter() - t0
     ids = [c.id for c in cands]
     code_of = {c.id: seen[c.id] for c in cands}
     images = sum(raced[i]["images"] for i in ids)
@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             r = raced[i]
             fh.write(json.dumps({"code": code_of[i], "id": i, "raced_score": r["score"],
                                  "images": r["images"], "score_se": r["score_se"],
-                                 "full_score": full[i]["score"]}) + "\n")
+                                 "full_score": full[i]["score"],
+                                 "rung_scores": full[i].get("rung_scores")}) + "\n")
     table = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}
     table[f"{args.n}-k{args.top_k}-w{args.workers}"] = summary
     SUMMARY.write_text(json.dumps(table, indent=1) + "\n")

@@ -140,6 +140,7 @@ def test_rank_top_k_beyond_the_candidates_is_one_line(run, capsys):
     assert main(["rank", "t", "--n", "5", "--full", "--top-k", "3"]) == 2
     assert main(["rank", "t", "--n", "5", "--full", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
-    assert len(rows) == 5 and all("images" not in r for r in rows)
+    assert len(rows) == 5 and all(r["score_se"] == 0 and r["images"] == rows[0]["images"]
+                                  for r in rows)
     assert main(["rank", "t", "--n", "5"]) == 2   # now adaptive into a full ranking
     assert "rank with --full to go on with it" in capsys.readouterr().err

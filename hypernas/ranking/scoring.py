@@ -30,7 +30,7 @@ from ..hypernet.model import GraphHyperNetwork, unseen_slots
 from ..hypernet.trainer import meta_network, predicted_logits
 from ..spaces.space import Candidate
 from .proxies import list_proxies, score_proxy
-from .racing import SCORING_ADAPTIVE, Race, rungs
+from .racing import SCORING_ADAPTIVE, SCORING_FULL, Race, rungs
 
 __all__ = ["ScoreConfig", "eval_slices", "score_hypernet", "score_proxies", "list_scorers",
            "chance_warning", "CHANCE_FACTOR"]
@@ -118,10 +118,12 @@ def score_hypernet(hnet: GraphHyperNetwork, cands: Sequence[Candidate],
                           [correct[i] / n[i] for i in reached]),
                    # parameters in places training never had (a deeper stage than trained)
                    "unseen_slots": len(unseen_slots(hnet.config, cand.graph))}
+            # the rung estimates of a full row are what racing calibrates on (and a record of
+            # how the score settles as images are added)
+            row.update({"scoring": SCORING_FULL if race is None else SCORING_ADAPTIVE,
+                        "images": sum(n), "full_images": full_images, "rung_scores": estimates,
+                        "score_se": 0.0, **extra})
             if race is not None:
-                row.update({"scoring": SCORING_ADAPTIVE, "images": sum(n),
-                            "full_images": full_images, "rung_scores": estimates,
-                            "score_se": 0.0, **extra})
                 race.observe(row)
             rows.append(row)
     return rows

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -50,8 +51,9 @@ from search_outcome import TRIAL  # noqa: E402
 
 import hypernas as hn  # noqa: E402
 from hypernas.data import load_dataset  # noqa: E402
+from hypernas.refine import refined_rows  # noqa: E402
 from hypernas.refine.train import TrainConfig, TrainResult, prepare_dataset, train_network  # noqa: E402
-from hypernas.runs import read_jsonl  # noqa: E402
+from hypernas.runs import Run, read_jsonl  # noqa: E402
 from hypernas.search.pipeline import SearchConfig, run_search  # noqa: E402
 from hypernas.spaces.budget import Budget, sample_within  # noqa: E402
 
@@ -126,8 +128,6 @@ def search_tpe(seed: int, budget_s: float, max_params: int) -> dict:
 
 
 def search_hypernas(seed: int, budget_s: float, max_params: int, runs_root: Path) -> dict:
-    import os
-
     os.environ["HYPERNAS_RUNS"] = str(runs_root)
     cfg = SearchConfig(space="macro", budget_minutes=budget_s / 60, seed=seed,
                        name=f"macro-outcome-{seed}", formats=("safetensors",),
@@ -137,7 +137,15 @@ def search_hypernas(seed: int, budget_s: float, max_params: int, runs_root: Path
     return {"encoding": best["encoding"], "fit_val_acc": best["val_acc"],
             "fit_test_acc": out["card"]["test_acc"], "evaluated": len(out["ranking"]),
             "hypernet_top": out["ranking"][0]["encoding"],
-            "finalists": {str(k): v for k, v in out["finalists"].items()}}
+            "finalists": {str(k): v for k, v in out["finalists"].items()},
+            **run_facts(out["run"])}
+
+
+def run_facts(run: Run) -> dict:
+    """How far a search's hypernetwork trained and how many candidates it screened."""
+    last = list(read_jsonl(run.path / "train_log.jsonl"))[-1]
+    return {"screened": len(refined_rows(run, fits=False)), "hypernet_steps": last["step"],
+            "hypernet_train_acc": last["acc"]}
 
 
 def truth_runs() -> dict[tuple[str, int], float]:
@@ -191,7 +199,7 @@ def report(path: Path = OUT) -> dict:
             out[method] = {"seeds": [r["seed"] for r in mine], "pick_means": means,
                            "mean": statistics.fmean(means),
                            "std": statistics.stdev(means) if len(means) > 1 else 0.0,
-                           "evaluated": [r["evaluated"] for r in mine],
+                           "trained": [r.get("screened", r["evaluated"]) for r in mine],
                            "params": [r["params"] for r in mine]}
     for base in BASELINES:
         if "hypernas" in out and base in out:
@@ -213,8 +221,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-root", type=Path, default=Path("runs") / "macro-search-outcome")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--report", action="store_true", help="only summarise the file")
+    parser.add_argument("--annotate", action="store_true",
+                        help="add what a hypernas row lacks (screened, hypernet steps) from its "
+                             "run folder under --runs-root, then summarise")
     args = parser.parse_args(argv)
-    if args.report:
+    if args.annotate:
+        os.environ["HYPERNAS_RUNS"] = str(args.runs_root)
+        rows = list(read_jsonl(args.out))
+        for row in rows:
+            if row["method"] == "hypernas" and "screened" not in row:
+                row.update(run_facts(Run(f"macro-outcome-{row['seed']}")))
+        args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if args.report or args.annotate:
         print(json.dumps(report(args.out), indent=1))
         return 0
     torch.set_num_threads(1)

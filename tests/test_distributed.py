@@ -137,6 +137,18 @@ class TestInASharedSession:
             time.sleep(0.2)
         assert ray.available_resources().get("CPU", 0) == 2
 
+    def test_a_raced_ranking_on_one_worker_is_the_in_process_one(self, loaded, cands):
+        from hypernas.ranking.racing import RaceConfig
+
+        race = RaceConfig(top_k=2, min_calibration=4)
+        want = rank_run(loaded, cands, label="raced-here", race=race)
+        got = rank_on_ray(loaded, cands, label="raced-ray", workers=1, chunk=CHUNK, race=race)
+        assert sorted(got) == sorted(want)
+        assert any(r["images"] < r["full_images"] for r in want.values())  # some stopped
+        for key, row in want.items():   # each chunk left with the rows of all before it
+            assert got[key]["images"] == row["images"] and got[key]["scoring"] == "adaptive"
+            assert math.isclose(got[key]["score"], row["score"], rel_tol=1e-5, abs_tol=1e-6)
+
     def test_interrupted_ranking_resumes_without_duplicates(self, loaded, cands, reference):
         class Stop(Exception):
             pass

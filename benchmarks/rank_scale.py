@@ -16,7 +16,8 @@ the Fashion-MNIST truth (its cells) and against NAS-Bench-201's CIFAR-10 validat
 
 The full ranking is kept in the run (``runs/rank-scale``) and reused by later calls: its seconds
 per candidate are those of the cells this call scored. One row per distinct candidate (code, id,
-raced score, images, standard error, full score) goes to ``results/rank_scale_N.jsonl`` and
+raced score, images, standard error, full score and its rung estimates) goes to
+``results/rank_scale_N.jsonl`` (``_wK`` added with ``--workers K``) and
 the summary to ``results/rank_scale.json`` (one entry per ``--n``).
 
 Usage:
@@ -131,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         "truth": {m: correlations(s, truth) for m, s in scores.items()},
         "cifar10_val": {m: correlations(s, c10) for m, s in scores.items()},
     }
-    rows_path = RESULTS / f"rank_scale_{args.n}.jsonl"
+    rows_path = RESULTS / (f"rank_scale_{args.n}.jsonl" if not args.workers
+                           else f"rank_scale_{args.n}_w{args.workers}.jsonl")
     with rows_path.open("w") as fh:
         for i in ids:
             r = raced[i]

@@ -115,7 +115,7 @@ class Race:
             heapq.heapreplace(self._best, score)
         estimates = row.get("rung_scores")
         if estimates and len(estimates) == self.n_rungs and row.get("images") == row.get(
-                "full_images", row.get("images")):
+                "full_images"):
             for moments, estimate in zip(self._diffs, estimates):
                 if math.isfinite(estimate):
                     moments.add(score - estimate)

@@ -95,6 +95,10 @@ def score_hypernet(hnet: GraphHyperNetwork, cands: Sequence[Candidate],
         for cand, samples in zip(part, hnet.samples([c.graph for c in part])):
             net = meta_network(cand.graph, cand.id)
             loss, correct, n = ([0.0] * len(slices) for _ in range(3))
+
+            def reached() -> list[int]:  # the weight samples scored on some images so far
+                return [i for i in range(len(slices)) if n[i]]
+
             estimates: list[float] = []
             extra: dict[str, Any] = {}
             for done, (s, b) in enumerate(units, start=1):
@@ -105,17 +109,15 @@ def score_hypernet(hnet: GraphHyperNetwork, cands: Sequence[Candidate],
                 n[s] += len(y)
                 if done not in marks:
                     continue
-                reached = [i for i in range(len(slices)) if n[i]]
-                estimates.append(-statistics.fmean(_finite(loss[i] / n[i]) for i in reached))
+                estimates.append(-statistics.fmean(_finite(loss[i] / n[i]) for i in reached()))
                 if race is None or done == len(units):
                     continue
                 go_on, adjusted, se = race.judge(len(estimates) - 1, estimates[-1])
                 if not go_on:
                     extra = {"score": adjusted, "score_se": se}
                     break
-            reached = [i for i in range(len(slices)) if n[i]]
-            row = {**_row(cand, [_finite(loss[i] / n[i]) for i in reached],
-                          [correct[i] / n[i] for i in reached]),
+            row = {**_row(cand, [_finite(loss[i] / n[i]) for i in reached()],
+                          [correct[i] / n[i] for i in reached()]),
                    # parameters in places training never had (a deeper stage than trained)
                    "unseen_slots": len(unseen_slots(hnet.config, cand.graph))}
             # the rung estimates of a full row are what racing calibrates on (and a record of

@@ -21,6 +21,7 @@ from ._common import (
     _add_trust_arg,
     _console,
 )
+from .calibrate import cmd_calibrate
 from .rank import cmd_rank, cmd_train
 from .search import cmd_export, cmd_refine, cmd_search
 from .show import cmd_runs, cmd_show
@@ -130,6 +131,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads (default 1: small ops run steadier single-threaded)")
     p.set_defaults(func=cmd_rank)
 
+    p = sub.add_parser("calibrate", help="map a run's scores to accuracy intervals",
+                       description="Fit how a run's hypernet (and naswot) scores map to trained "
+                                   "accuracy, with calibrated intervals, from candidates trained "
+                                   "for real: the run's screening / refinement trials, or a "
+                                   "--truth file. `show` then prints each candidate's predicted "
+                                   "accuracy with its interval; the search screens by it.")
+    p.add_argument("run", help="run name (runs/RUN/)")
+    p.add_argument("--truth", metavar="FILE.jsonl",
+                   help='trained candidates, one per line: {"id": ..., "accuracy": 0.87} (or '
+                        "encoding / test_acc / val_acc); default: the run's own trials")
+    p.add_argument("--recipe", help="what those accuracies are (printed with the intervals)")
+    p.add_argument("--level", type=float, default=0.8,
+                   help="the interval level reported (0.8; strictly between 0 and 1)")
+    p.set_defaults(func=cmd_calibrate)
+
     p = sub.add_parser("show", help="show a run's ranking, or one architecture with its scores",
                        description="Print a run's ranked candidates (filter, sort, --json), or "
                                    "with --arch ID one candidate drawn as a tree with its score "
@@ -153,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the cost on the Pareto front's x axis (params; latency is measured "
                         "on this machine once per candidate, then kept in the run)")
     _add_runtime_arg(p)
+    p.add_argument("--level", type=float, default=0.8,
+                   help="the nominal coverage of the accuracy intervals, strictly between 0 "
+                        "and 1 (0.8), where the run has a calibration")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_show)
 
@@ -223,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--combine", metavar="A,B", default="naswot",
                    help="screen in the order of the average of the hypernet's and these "
                         "proxies' ranks (default naswot; none: the hypernet's order alone)")
+    p.add_argument("--screen-by", choices=("ucb", "rank"), default="ucb",
+                   help="screening order: ucb (default) screens by the upper end of each "
+                        "candidate's calibrated 80 %% accuracy interval where the run has a "
+                        "calibration (the shipped hypernetwork has one), so a candidate that "
+                        "may be the best goes before a confident loser; rank: by the ranking")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                    help="train the search's own hypernetwork even where one is shipped for the "
                         "space and data (the default NB201 / Fashion-MNIST search ranks with "

@@ -64,7 +64,8 @@ def _space_from_args(args: argparse.Namespace):
 
 
 JSON_FIELDS = ("rank", "line", "encoding", "id", "score", "spread", "score_se", "images",
-               "params", "macs", "latency_ms", "unseen_slots")
+               "params", "macs", "latency_ms", "unseen_slots", "predicted_acc", "interval",
+               "level", "rank_range", "rank_error", "ties_first")
 
 
 def _json_fields(row: dict[str, Any], extra: dict[str, dict[str, float]] | None = None

@@ -18,7 +18,8 @@ from ..graphs.network import param_shapes
 from ..spaces.space import Candidate, SearchSpace
 
 __all__ = ["spaces_table", "candidates_table", "arch_tree", "ranking_table", "runs_table",
-           "scores_table", "format_count", "format_bytes", "format_score", "pareto_plot"]
+           "scores_table", "format_count", "format_bytes", "format_score", "format_interval",
+           "pareto_plot"]
 
 
 def format_score(score: float, spread: float = 0.0) -> str:
@@ -135,29 +136,38 @@ def arch_tree(cand: Candidate, extra: dict[str, Any] | None = None) -> Tree:
 
 
 def ranking_table(rows: list[dict[str, Any]], extra: dict[str, dict[str, float]] | None = None,
-                  title: str = "") -> Table:
+                  title: str = "", calibration: Any = None, pool: int = 0) -> Table:
     """Ranked candidates: rank, id, score +- spread, params, MACs, other scorers, encoding.
     A row's ``rank`` is shown where it has one, else its position; a score marked † was made
-    for a candidate with parameters in places no candidate of the training space had."""
+    for a candidate with parameters in places no candidate of the training space had. Rows
+    with an ``interval`` (a calibrated run) also show the predicted accuracy with it, the places
+    it allows, and ≈ beside the rank of those that cannot be told apart from the first."""
     extra = extra or {}
+    intervals = any("interval" in row for row in rows)
     table = Table(title=title or None)
     table.add_column("rank", justify="right")
     if rows and "line" in rows[0]:
         table.add_column("line", justify="right")
     latency = bool(rows) and "latency_ms" in rows[0]
-    for col in ("id", "score ± spread", "params", "MACs", *(["latency ms"] if latency else []),
-                *extra):
+    level = next((row["level"] for row in rows if "level" in row), 0.8)
+    for col in ("id", "score ± spread",
+                *([f"acc % ({100 * level:.0f} % interval)", "places"] if intervals else []),
+                "params", "MACs", *(["latency ms"] if latency else []), *extra):
         table.add_column(col, justify="left" if col == "id" else "right", no_wrap=True)
     table.add_column("encoding", overflow="fold", ratio=1)
     for i, row in enumerate(rows, start=1):
-        cells = [str(row.get("rank", i))] + ([str(row["line"])] if "line" in row else [])
+        tie = " ≈" if row.get("ties_first") else ""
+        cells = [str(row.get("rank", i)) + tie] + ([str(row["line"])] if "line" in row else [])
         unseen = " †" if row.get("unseen_slots") else ""
         if _stopped(row):  # raced: the estimate and its standard error against the full score
             score = format_score(row["score"], row.get("score_se", 0.0)) + " ‡"
         else:
             score = format_score(row["score"], row.get("spread", 0.0))
-        cells += [row["id"], score + unseen,
-                  format_count(row.get("params")), format_count(row.get("macs"))]
+        cells += [row["id"], score + unseen]
+        if intervals:
+            cells += [format_interval(row), "{}-{}".format(*row["rank_range"])
+                      if "rank_range" in row else "-"]
+        cells += [format_count(row.get("params")), format_count(row.get("macs"))]
         cells += [f"{row['latency_ms']:.3f}"] if latency else []
         cells += [f"{extra[p][row['id']]:.4g}" if row["id"] in extra[p] else "-" for p in extra]
         table.add_row(*cells, row["encoding"])
@@ -170,9 +180,28 @@ def ranking_table(rows: list[dict[str, Any]], extra: dict[str, dict[str, float]]
         notes.append(f"‡ stopped early by racing ({len(stopped)} rows: could not reach the top "
                      "k): score estimated from fewer images, ± its standard error against the "
                      "full score; rank with --full to score every image")
+    if intervals and calibration is not None:
+        recipe = calibration.recipe or "the calibration's recipe"
+        notes.append(f"acc %: the accuracy predicted ({recipe}) from "
+                     f"{' and '.join(calibration.scorers)}, with its {100 * level:.0f} % "
+                     f"interval (calibrated on {calibration.n} trained candidates); places: the "
+                     f"ranks that interval allows among the {pool} ranked; ≈ cannot be told apart "
+                     "from the candidate predicted best")
     if notes:
         table.caption = "\n".join(notes)
     return table
+
+
+def format_interval(row: dict[str, Any]) -> str:
+    """``87.6 [87.1, 88.0]`` (percent) from a row's ``predicted_acc`` and ``interval``.
+
+    >>> format_interval({"predicted_acc": 0.876, "interval": [0.8712, 0.8801]})
+    '87.6 [87.1, 88.0]'
+    """
+    if "interval" not in row:
+        return "-"
+    lo, hi = row["interval"]
+    return f"{100 * row['predicted_acc']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
 def _stopped(row: dict[str, Any]) -> bool:

@@ -67,7 +67,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                        combine=tuple(p for p in args.combine.split(",") if p and p != "none"),
                        pretrained=args.pretrained, max_params=args.max_params,
                        max_macs=args.max_macs, max_latency_ms=args.max_latency_ms,
-                       latency_runtime=args.latency_runtime)
+                       latency_runtime=args.latency_runtime, screen_rule=args.screen_by)
     _check_ray_args(args, "K (the number of scoring actors)")
     console, err = _console(), _console(stderr=True)
     last_log = {"step": 0}
@@ -106,8 +106,10 @@ def cmd_search(args: argparse.Namespace) -> int:
                           f"{100 * RANK_SHARE:.0f} % of the time left (--budget gives it more)",
                           markup=False)
         elif stage == "refine":
-            console.print(f"[3/5] screening up to {info['top']} of the best-ranked, in rank "
-                          f"order, with short trainings from random weights "
+            order = ("by the upper end of their calibrated 80 % accuracy interval"
+                     if info.get("ranking") == "ucb" else "in rank order")
+            console.print(f"[3/5] screening up to {info['top']} of the best-ranked, {order}, "
+                          f"with short trainings from random weights "
                           f"({info['minutes']:.1f} min left)",
                           markup=False)
         elif stage == "trial":

@@ -14,6 +14,7 @@ __all__ = ["cmd_runs", "cmd_show"]
 
 def cmd_show(args: argparse.Namespace) -> int:
     from ..graphs.network import count_macs, count_params
+    from ..ranking.uncertainty import check_level, run_uncertainty
     from ..refine.study import refined_rows
     from ..runs.rankings import default_label, find_candidate, ranked_rows, scores_of, select_rows
     from ..runs.store import Run
@@ -21,6 +22,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from .console import arch_tree, ranking_table, scores_table
 
     _check_top(args)
+    check_level(args.level)
     run = Run(args.run)
     if args.arch:
         cand_id, encoding = find_candidate(run, args.arch)
@@ -36,8 +38,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         console.print(scores_table(scores))
         return 0
     rows = ranked_rows(run, args.ranking)
+    cal, ann = run_uncertainty(run, args.level)
+    rows = [{**row, **ann.get(row["id"], {})} for row in rows]
     if args.pareto:
-        return _show_pareto(args, run, rows)
+        return _show_pareto(args, run, rows, cal, len(ann))
     picked = select_rows(rows, sort=args.sort, descending=args.desc, top=args.top,
                          max_params=args.max_params, min_params=args.min_params,
                          max_macs=args.max_macs)
@@ -57,11 +61,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     extra = {f"{kind} val acc": {i: r["val_acc"] for i, r in rows_.items()}
              for kind, rows_ in trained.items() if rows_} or None
     _console().print(ranking_table(picked, extra, title=f"{args.run}: {len(picked)} of {len(rows)} "
-                                                 f"candidates ({label}), by {args.sort}"))
+                                                 f"candidates ({label}), by {args.sort}",
+                                   calibration=cal, pool=len(ann)))
     return 0
 
 
-def _show_pareto(args: argparse.Namespace, run, rows: list[dict]) -> int:
+def _show_pareto(args: argparse.Namespace, run, rows: list[dict], cal=None, pool: int = 0
+                 ) -> int:
     from ..runs.rankings import default_label, pareto_front, select_rows
     from .console import pareto_plot, ranking_table
 
@@ -90,7 +96,8 @@ def _show_pareto(args: argparse.Namespace, run, rows: list[dict]) -> int:
     console = _console()
     console.print(ranking_table(shown, title=f"{args.run}: the {len(front)} of {len(kept)} "
                                              f"candidates no other beats on both {label} score "
-                                             f"and {args.x}, cheapest first"))
+                                             f"and {args.x}, cheapest first",
+                                calibration=cal, pool=pool))
     console.print(pareto_plot(kept, front, x))
     return 0
 

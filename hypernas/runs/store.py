@@ -31,7 +31,7 @@ from typing import Any, Iterable, Iterator
 from ..errors import HypernasError
 
 __all__ = ["Run", "RunError", "DEFAULT_ROOT", "runs_root", "read_jsonl", "append_jsonl",
-           "write_jsonl", "run_lock", "lock_holder"]
+           "write_jsonl", "write_json", "run_lock", "lock_holder"]
 
 DEFAULT_ROOT = Path("runs")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -133,6 +133,12 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Replace a JSON file with ``obj`` atomically (a kill leaves the old file or the new)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, json.dumps(obj, indent=1) + "\n")
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:

@@ -23,8 +23,9 @@ from ..runs.rankings import COMBINED
 from ..spaces.budget import Budget
 from ..spaces.defaults import with_defaults
 
-__all__ = ["SearchConfig", "TRAIN_SHARE"]
+__all__ = ["SearchConfig", "TRAIN_SHARE", "SCREEN_RULES"]
 
+SCREEN_RULES = ("ucb", "rank")  # screen by the interval's upper end, or by the ranking
 TRAIN_SHARE = 0.45  # of the budget: hypernetwork training (ranking, screening, fit: the rest)
 
 
@@ -64,6 +65,9 @@ class SearchConfig:
     max_macs: int | None = None  # mutated and exported (multiply-accumulates per image)
     max_latency_ms: float | None = None  # batch 1 on this machine, in latency_runtime
     latency_runtime: str = "torch"
+    screen_rule: str = "ucb"  # the screening order: "ucb" screens by the upper end of the
+    # calibrated 80 % interval where the run has a calibration (the shipped hypernetworks
+    # have one), else like "rank": the combined ranking (docs/BENCHMARKS.md, "Uncertainty")
     pretrained: bool = True  # rank with the hypernetwork shipped for this space and data (if
     # one matches: ranking.pretrained) and give its training share to screening and finalists
 
@@ -76,6 +80,9 @@ class SearchConfig:
             if getattr(self, key) is not None and getattr(self, key) < 1:
                 flag = f"--{key}" if key in ("top", "finalists") else key
                 raise HypernasError(f"{flag} must be at least 1, got {getattr(self, key)}")
+        if self.screen_rule not in SCREEN_RULES:
+            raise HypernasError(f"--screen-by must be one of {', '.join(SCREEN_RULES)}, got "
+                                f"{self.screen_rule!r}")
         if self.trials is not None and self.trials < 1:
             raise HypernasError(f"--trials must be at least 1, got {self.trials}")
         self.budget  # refuses a limit that is not a positive number
@@ -118,17 +125,19 @@ class SearchConfig:
     def budget(self) -> Budget:
         return Budget(self.max_params, self.max_macs, self.max_latency_ms, self.latency_runtime)
 
-    def screen_config(self, budget_minutes: float | None = None) -> RefineConfig:
-        """The screening study: the top in rank order, each trained from random weights for
-        ``screen_epochs`` on ``screen_train_size`` images at NB201's learning rate, every one to
-        its last epoch (the winner is chosen on final accuracies)."""
+    def screen_config(self, budget_minutes: float | None = None, ranking: str | None = None
+                      ) -> RefineConfig:
+        """The screening study: the top of ``ranking`` (default: the combined ranking), each
+        trained from random weights for ``screen_epochs`` on ``screen_train_size`` images at
+        NB201's learning rate, every one to its last epoch (the winner is chosen on final
+        accuracies)."""
         return RefineConfig(top=self.screen_top, trials=self.trials or self.screen_top,
                             max_epochs=self.screen_epochs, train_size=self.screen_train_size,
                             warm_start=False, prune=False, budget_minutes=budget_minutes,
                             seed=self.seed, max_params=self.max_params, max_macs=self.max_macs,
                             max_latency_ms=self.max_latency_ms,
                             latency_runtime=self.latency_runtime,
-                            ranking=COMBINED if self.combine else None)
+                            ranking=ranking or (COMBINED if self.combine else None))
 
     def fit_recipe(self, resolution: int | None) -> TrainConfig:
         return TrainConfig(epochs=self.fit_epochs, lr=self.fit_lr, train_size=self.fit_train_size,

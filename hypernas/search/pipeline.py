@@ -51,17 +51,19 @@ from ..ranking.racing import RaceConfig
 from ..ranking.rank import rank_run
 from ..ranking.run import LoadedRun, RunConfig, start_run, train_run
 from ..ranking.scoring import chance_warning
+from ..ranking.uncertainty import UCB, write_ucb
 from ..refine.fit import fit_candidate
 from ..refine.optimize import refine_run
 from ..refine.study import completed, finished, open_study, trial_row
 from ..refine.train import TrainConfig
-from ..runs.rankings import pareto_front, ranking_rows, write_combined
+from ..runs.rankings import COMBINED, pareto_front, ranking_rows, write_combined
 from ..runs.store import Run
 from ..spaces.budget import fits_space, sample_within
 from . import timing
 from .config import SearchConfig
 
-__all__ = ["run_search", "screen_order", "EXPORT_RESERVE_MIN", "FINALIST_SHARE", "RANK_SHARE"]
+__all__ = ["run_search", "screen_order", "screen_label", "EXPORT_RESERVE_MIN", "FINALIST_SHARE",
+           "RANK_SHARE"]
 
 EXPORT_RESERVE_MIN = 0.5  # minutes kept back for the screening trial that overruns + export
 SCREENED = "search_screened"  # study attribute: the search's screening stage has finished
@@ -155,8 +157,9 @@ def _screen(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],
         event("trial", **t)
 
     run = loaded.run
-    screen = cfg.screen_config()
-    event("refine", top=screen.top, trials=screen.trials, minutes=cfg.budget_minutes - spent())
+    screen = cfg.screen_config(ranking=screen_label(run, cfg))
+    event("refine", top=screen.top, ranking=screen.ranking, trials=screen.trials,
+          minutes=cfg.budget_minutes - spent())
     if timing.pace(open_study(run, cfg.seed)) is None:  # time one trial first
         refine_run(loaded, dataclasses.replace(screen, trials=1), on_trial=on_trial,
                    workers=cfg.workers, address=cfg.address)
@@ -307,7 +310,17 @@ def _rank(loaded: LoadedRun, cands: list, cfg: SearchConfig, minutes_left: float
         score(todo[RANK_PROBE:RANK_PROBE + more])
     if cfg.combine:
         write_combined(loaded.run, list(scorers))
+    if cfg.screen_rule == "ucb":
+        write_ucb(loaded.run)
     return len(cands) - len(unranked()), each
+
+
+def screen_label(run: Run, cfg: SearchConfig) -> str | None:
+    """The ranking the screening follows: the run's ``ucb`` ranking when the rule is ucb and
+    the run has one (it has a calibration), else the combined one (None: the hypernet's)."""
+    if cfg.screen_rule == "ucb" and run.ranking_path(UCB).exists():
+        return UCB
+    return COMBINED if cfg.combine else None
 
 
 def _export(loaded: LoadedRun, out: Path, best: dict[str, Any], cfg: SearchConfig

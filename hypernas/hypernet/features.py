@@ -142,10 +142,11 @@ def _piece(graph: nx.DiGraph) -> _Piece:
             for pname, shape in get_op(graph.nodes[n]["op"]).param_shapes(attrs, ins).items():
                 params.append((index[n], f"{PREFIX}.{n}.{pname}", tuple(shape)))
         edges.extend((index[p], index[n]) for p in graph.predecessors(n))
-    dist = torch.full((len(order), len(order)), MAX_DISTANCE + 1, dtype=torch.long)
+    dist = [[MAX_DISTANCE + 1] * len(order) for _ in order]  # filled in Python, then one tensor
     for n, reach in nx.all_pairs_shortest_path_length(graph, cutoff=MAX_DISTANCE):
+        row = dist[index[n]]
         for m, d in reach.items():
-            dist[index[n], index[m]] = d
+            row[index[m]] = d
             if d >= 2:
                 far.append((index[n], index[m], d))
     piece = _Piece(
@@ -155,7 +156,7 @@ def _piece(graph: nx.DiGraph) -> _Piece:
         rlevel=torch.tensor([rlevel[n] for n in order]),
         edges=torch.tensor(edges, dtype=torch.long).reshape(-1, 2).T.contiguous(),
         far=torch.tensor(far, dtype=torch.long).reshape(-1, 3).T.contiguous(),
-        dist=dist, names=[str(n) for n in order], params=params)
+        dist=torch.tensor(dist, dtype=torch.long), names=[str(n) for n in order], params=params)
     _PIECES[key] = piece
     if len(_PIECES) > _CACHE_SIZE:
         _PIECES.popitem(last=False)

@@ -77,6 +77,7 @@ class HyperTrainConfig:
 
 
 _NETS: "OrderedDict[tuple[str, int], Network]" = OrderedDict()
+SIZE_CACHE = 1 << 16  # parameter counts a trainer remembers (an int each)
 
 
 def meta_network(graph: nx.DiGraph, key: str | None = None) -> Network:
@@ -175,6 +176,7 @@ class HyperTrainer:
         self.checkpoint, self.log = checkpoint, log
         self.opt = torch.optim.AdamW(hnet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step, self.elapsed, self.nan_skipped = 0, 0.0, 0
+        self._sizes: dict[str, int] = {}  # parameter counts by encoding (the large draws')
         if checkpoint is not None and checkpoint.exists():
             self._resume(checkpoint)
 
@@ -262,7 +264,16 @@ class HyperTrainer:
         """The candidate with the most parameters among ``draws`` random ones: large networks
         have the most weights to predict and get a larger share of training this way."""
         cands = [self.space.sample(rng) for _ in range(draws)]
-        return max(cands, key=lambda c: count_params(c.graph)) if draws > 1 else cands[0]
+        return max(cands, key=self._size) if draws > 1 else cands[0]
+
+    def _size(self, cand: Candidate) -> int:
+        """``count_params`` of a candidate, remembered by encoding (a draw of the same one
+        again, common in a small space, costs nothing)."""
+        if cand.encoding not in self._sizes:
+            if len(self._sizes) >= SIZE_CACHE:
+                self._sizes.clear()
+            self._sizes[cand.encoding] = count_params(cand.graph)
+        return self._sizes[cand.encoding]
 
     def save(self) -> None:
         assert self.checkpoint is not None

@@ -156,3 +156,87 @@ def test_a_hand_edited_model_card_is_refused(cell, tmp_path):
     path.write_text(json.dumps({**card, "val_acc": 0.99}))
     with pytest.raises(ExportError, match="was edited after the export"):
         load(tmp_path / "m")
+
+
+@pytest.fixture(scope="module")
+def fashion16():
+    """Fashion-MNIST at 16x16 as hypernas prepares it, its raw uint8 test images, and a small
+    NB201 cell trained on it for one short epoch (so its predictions depend on the details)."""
+    from hypernas.data import load_dataset, resize_dataset
+    from hypernas.data.fashion_mnist import _fashion_dir, _read_fashion_mnist
+    from hypernas.refine.train import TrainConfig, train_network
+
+    ds = resize_dataset(load_dataset("fashion-mnist"), 16)
+    raw = torch.from_numpy(_read_fashion_mnist(str(_fashion_dir(None)[0].resolve()))[2].copy())
+    cand = hn.load_space("nb201", input_shape=(1, 16, 16), N=1, C=8).replay(CELL)
+    net = hn.Network(cand.graph)
+    train_network(net, ds.train, ds.val.subset(500),
+                  TrainConfig(epochs=1, train_size=2_000, seed=0))
+    return ds, raw, net.eval(), cand
+
+
+def _accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return float((logits.argmax(1) == y).float().mean())
+
+
+def test_the_input_contract_turns_raw_images_into_the_prepared_ones(fashion16):
+    from hypernas.data import Preprocess
+
+    ds, raw, _, _ = fashion16
+    assert ds.contract.input_size == (1, 16, 16) and ds.contract.raw_shape == (1, 28, 28)
+    assert ds.contract.labels[9] == "Ankle boot" and ds.contract.interpolation == "area"
+    prepared = Preprocess(ds.contract)(raw)  # (N, 28, 28) uint8, as stored
+    assert prepared.shape == ds.test.x.shape
+    assert float((prepared - ds.test.x).abs().max()) < 1e-5
+
+
+def test_raw_test_images_through_the_exported_contract_give_the_cards_accuracy(fashion16,
+                                                                              tmp_path):
+    """The card's test accuracy is reproduced from the raw images with torch, onnxruntime and
+    the .pt2 alike; a guessed bilinear resize would not reproduce it."""
+    import onnxruntime
+    import torch.nn.functional as F
+
+    ds, raw, net, cand = fashion16
+    with torch.no_grad():
+        card_acc = _accuracy(net(ds.test.x), ds.test.y)
+    card = export_model(net, tmp_path / "m", {"test_acc": card_acc}, formats=["onnx", "pt2"],
+                        example=ds.test.x[:8], contract=ds.contract)
+    assert card["input"]["mean"] == [0.286] and card["onnx_input"] == "prepared"
+    assert "Ankle boot" in (tmp_path / "m" / "README.md").read_text()
+    model = load(tmp_path / "m")
+    x = model.transform(raw)
+    with torch.no_grad():
+        assert _accuracy(model(x), ds.test.y) == card["test_acc"]
+        program = torch.export.load(str(tmp_path / "m" / "model.pt2")).module()
+        assert _accuracy(program(x), ds.test.y) == pytest.approx(card["test_acc"], abs=2e-4)
+    session = onnxruntime.InferenceSession(str(tmp_path / "m" / "model.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    logits = torch.from_numpy(session.run(None, {"x": x.numpy()})[0])
+    assert _accuracy(logits, ds.test.y) == pytest.approx(card["test_acc"], abs=2e-4)
+    # what a user guessing the resize got: the same standardisation, bilinear instead of area
+    guessed = F.interpolate((raw[:, None].float() / 255 - 0.286) / 0.353, size=(16, 16),
+                            mode="bilinear")
+    with torch.no_grad():
+        assert _accuracy(model(guessed), ds.test.y) != card["test_acc"]
+
+
+def test_an_export_can_take_raw_images_itself(fashion16, tmp_path):
+    import onnxruntime
+
+    ds, raw, net, _ = fashion16
+    with torch.no_grad():
+        want = _accuracy(net(ds.test.x), ds.test.y)
+    card = export_model(net, tmp_path / "raw", {}, formats=["onnx", "pt2"],
+                        contract=ds.contract, raw_input=True)
+    assert card["onnx_input"] == "raw"
+    session = onnxruntime.InferenceSession(str(tmp_path / "raw" / "model.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    x = raw[:, None].float().numpy()  # (N, 1, 28, 28), values 0..255
+    got = torch.from_numpy(session.run(None, {"x": x})[0])
+    assert _accuracy(got, ds.test.y) == pytest.approx(want, abs=2e-4)
+    program = torch.export.load(str(tmp_path / "raw" / "model.pt2")).module()
+    with torch.no_grad():
+        assert _accuracy(program(torch.from_numpy(x)), ds.test.y) == pytest.approx(want, abs=2e-4)
+    with pytest.raises(ExportError, match=r"raw_input needs the input contract"):
+        export_model(net, tmp_path / "no", {}, raw_input=True)

@@ -282,6 +282,18 @@ def test_export_the_winner_and_load_it(runs, tmp_path, capsys):
     assert "--force" in capsys.readouterr().err
     assert main(["export", "t", "--out", str(out), "--arch", "zzzz"]) == 2
     assert "not a refined candidate" in capsys.readouterr().err
+    # the card carries the data's input contract; the loaded model's transform applies it, and
+    # --raw-input puts it inside the .pt2
+    assert card["input"]["raw_range"] == [0.0, 16.0] and card["input"]["labels"][3] == "3"
+    raw = torch.randint(0, 17, (5, 1, 8, 8)).float()
+    with torch.no_grad():
+        want = net(net.transform(raw))
+    assert main(["export", "t", "--out", str(tmp_path / "raw"), "--format", "safetensors,pt2",
+                 "--raw-input"]) == 0
+    assert "inside the ONNX / .pt2 files" in capsys.readouterr().out
+    program = torch.export.load(str(tmp_path / "raw" / "model.pt2")).module()
+    with torch.no_grad():
+        assert torch.allclose(program(raw), want, atol=1e-5)
 
 
 def test_search_runs_every_stage_and_a_rerun_only_reprints(tmp_path, monkeypatch, capsys):

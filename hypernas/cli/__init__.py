@@ -210,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="safetensors,onnx,pt2",
                    help="comma-separated: safetensors,onnx,pt2 (default all)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--raw-input", action="store_true",
+                   help="put the data's preprocessing (scaling, standardisation, area resize) "
+                        "inside the ONNX and .pt2 files, so they take raw images; without it "
+                        "they take prepared inputs and the card says how to prepare them")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("search", help="train -> rank -> refine -> export in one command",

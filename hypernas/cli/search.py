@@ -43,10 +43,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..runs.store import Run
 
     formats = [f for f in args.format.split(",") if f]
-    card = export_run(Run(args.run), args.out, arch=args.arch, formats=formats, force=args.force)
-    _console().print(f"exported {card['id']} ({card['encoding']}), test acc "
-                     f"{card['test_acc']:.4f}, to {args.out}: {', '.join(sorted(card['files']))}",
-                     markup=False)
+    card = export_run(Run(args.run), args.out, arch=args.arch, formats=formats, force=args.force,
+                      raw_input=args.raw_input)
+    console = _console()
+    console.print(f"exported {card['id']} ({card['encoding']}), test acc "
+                  f"{card['test_acc']:.4f}, to {args.out}: {', '.join(sorted(card['files']))}",
+                  markup=False)
+    if card.get("input"):
+        c = card["input"]
+        console.print(f"inputs: raw {'x'.join(map(str, c['raw_shape']))} -> "
+                      f"x{c['scale']:.4g}, -{c['mean']}, /{c['std']}"
+                      + (f", area-resized to {'x'.join(map(str, c['input_size']))}"
+                         if c['input_size'] != c['raw_shape'] else "")
+                      + (" (inside the ONNX / .pt2 files)" if card.get("onnx_input") == "raw"
+                         else f"; hypernas.load(\"{args.out}\").transform does it"),
+                      markup=False)
     return 0
 
 
@@ -150,7 +161,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     if tie:
         console.print(f"        {tie}", markup=False)
     console.print(f"exported to {result['export']} ({', '.join(sorted(card['files']))}); "
-                  f"load it with hypernas.load(\"{result['export']}\")", markup=False)
+                  f"load it with hypernas.load(\"{result['export']}\")"
+                  + ("; its .transform prepares raw images (the card's input contract)"
+                     if card.get("input") else ""), markup=False)
     return 0
 
 

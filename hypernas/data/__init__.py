@@ -8,6 +8,7 @@ cast to float32: normalise them before saving). Decoded data is cached in-proces
 dataset a second time is fast.
 
     dataset.py        Split, Dataset, DataConfig; resizing; the checks every loader shares
+    contract.py       InputContract, Preprocess: what a raw input goes through (for exports)
     splits.py         seeded, class-stratified train / validation / test indices
     fashion_mnist.py  the IDX files of Debian's dataset-fashion-mnist
     packaged.py       digits (scikit-learn) and MNIST-1D (generated in code)
@@ -20,6 +21,7 @@ Example:
     ((1, 8, 8), 10, 1079, 359, 359)
 """
 
+from .contract import InputContract, Preprocess
 from .dataset import (
                       DataConfig,
                       DataError,
@@ -33,6 +35,8 @@ from .dataset import (
 from .registry import list_datasets, load_dataset, load_dataset_from_config
 
 __all__ = [
+    "InputContract",
+    "Preprocess",
     "DataConfig",
     "DataError",
     "Dataset",

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import HypernasError
+from .contract import InputContract
 from .splits import hold_out
 
 __all__ = [
@@ -161,6 +162,8 @@ class Dataset:
         num_classes: labels lie in ``0..num_classes-1``.
         train, val, test: the splits; ``val`` is held out of the training data for
             validation and architecture scoring, ``test`` is only for final numbers.
+        contract: how a raw input becomes one of these inputs (scaling, standardisation,
+            resizing, label names), recorded in every exported model's card.
 
     Example:
         >>> from hypernas.data import load_dataset
@@ -174,6 +177,7 @@ class Dataset:
     train: Split
     val: Split
     test: Split
+    contract: InputContract | None = None  # raw input -> these splits' inputs (None: unknown)
 
     def __post_init__(self) -> None:
         for split_name, split in self._splits().items():
@@ -274,4 +278,5 @@ def resize_dataset(ds: Dataset, resolution: int | None) -> Dataset:
     """``ds`` with every split's images at ``resolution`` (see :func:`resize_split`)."""
     splits = {k: resize_split(getattr(ds, k), resolution) for k in ("train", "val", "test")}
     shape = tuple(splits["train"].x.shape[1:])
-    return dataclasses.replace(ds, input_shape=shape, **splits)
+    contract = ds.contract.resized(shape) if ds.contract is not None else None
+    return dataclasses.replace(ds, input_shape=shape, contract=contract, **splits)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .contract import InputContract
 from .dataset import DataError, Dataset, DatasetNotFoundError, Split, arrays_to_split, check_room
 from .splits import hold_out
 
@@ -31,6 +32,10 @@ _FASHION_FILES = (  # train images, train labels, test images, test labels
     "t10k-labels-idx1-ubyte.gz",
 )
 _FASHION_MEAN, _FASHION_STD = 0.2860, 0.3530  # of the training pixels, after scaling to [0, 1]
+LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+          "Bag", "Ankle boot")
+CONTRACT = InputContract(raw_shape=(1, 28, 28), scale=1 / 255, mean=(_FASHION_MEAN,),
+                         std=(_FASHION_STD,), raw_range=(0.0, 255.0), labels=LABELS)
 _IDX_IMAGES, _IDX_LABELS = 2051, 2049  # IDX magic numbers: unsigned bytes in 3 dims / 1 dim
 _FASHION_INSTALL = (
     "install them with `apt-get install dataset-fashion-mnist`, or point "
@@ -70,6 +75,7 @@ def load_fashion_mnist(*, seed: int, val_size: int | None, root: str | None) -> 
         train=_fashion_split(train_x[train], train_y[train]),
         val=_fashion_split(train_x[val], train_y[val]),
         test=_fashion_split(test_x, test_y),
+        contract=CONTRACT,
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .contract import InputContract
 from .dataset import DataError, Dataset, DatasetNotFoundError, arrays_to_split, check_room
 from .splits import carve
 
@@ -54,7 +55,14 @@ def load_npz(*, seed: int, val_size: int | None, path: str | None) -> Dataset:
         if name in parts:
             splits[name] = arrays_to_split(arrays[parts[name][0]], arrays[parts[name][1]])
     num_classes = max(int(split.y.max()) + 1 for split in splits.values() if len(split))
-    return Dataset(name="npz", input_shape=tuple(shape), num_classes=num_classes, **splits)
+    train_x = splits["train"].x
+    contract = InputContract(  # the arrays are used as saved: the file's own preprocessing
+        raw_shape=tuple(shape), raw_range=(float(train_x.min()), float(train_x.max()))
+        if len(train_x) else (0.0, 0.0), interpolation="area" if len(shape) == 3 else None,
+        layout="NCHW" if len(shape) == 3 else "N" + "x".join(map(str, shape)),
+        channels="as saved in the file", labels=tuple(str(k) for k in range(num_classes)))
+    return Dataset(name="npz", input_shape=tuple(shape), num_classes=num_classes,
+                   contract=contract, **splits)
 
 
 def _read_npz(path: str | None) -> dict[str, np.ndarray]:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .contract import InputContract
 from .dataset import Dataset, DatasetNotFoundError, arrays_to_split, check_room
 from .splits import carve, hold_out
 
@@ -37,7 +38,11 @@ def load_digits(*, seed: int, val_size: int | None) -> Dataset:
         name: arrays_to_split(x[index], y[index])
         for name, index in (("train", train), ("val", val), ("test", test))
     }
-    return Dataset(name="digits", input_shape=(1, 8, 8), num_classes=10, **parts)
+    contract = InputContract(raw_shape=(1, 8, 8), scale=1 / 16, mean=(float(mean),),
+                             std=(float(std),), raw_range=(0.0, 16.0),
+                             labels=tuple(str(d) for d in range(10)))
+    return Dataset(name="digits", input_shape=(1, 8, 8), num_classes=10, contract=contract,
+                   **parts)
 
 
 @functools.lru_cache(maxsize=1)
@@ -82,6 +87,10 @@ def load_mnist1d(*, seed: int, val_size: int | None) -> Dataset:
         train=arrays_to_split(x[train], y[train]),
         val=arrays_to_split(x[val], y[val]),
         test=arrays_to_split(x_test, y_test),
+        contract=InputContract(raw_shape=(x.shape[1],), interpolation=None,
+                               raw_range=(float(x.min()), float(x.max())), layout="NL",
+                               channels="one signal of 40 samples",
+                               labels=tuple(str(d) for d in range(10))),
     )
 
 

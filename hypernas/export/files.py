@@ -3,13 +3,17 @@
     DIR/
         model.safetensors   parameters and buffers (names as ``Network(graph).state_dict()``)
         graph.json          the architecture as node-link JSON (validated again on load)
-        model_card.json     space, encoding, id, scores, recipe, accuracy, and each file's SHA-256
+        model_card.json     space, encoding, id, scores, recipe, accuracy, the input contract
+                            (``input``: how a raw input becomes a model input), each file's SHA-256
         README.md           the same card, for people
         model.onnx          (format "onnx") checked against onnxruntime on real inputs
         model.pt2           (format "pt2") a ``torch.export`` program with a dynamic batch size
 
 :func:`load` rebuilds the ``nn.Module`` from ``graph.json`` + ``model.safetensors`` alone (no code
-from the files runs) after checking every file against the checksums in ``model_card.json``.
+from the files runs) after checking every file against the checksums in ``model_card.json``;
+its ``transform`` applies the card's input contract to raw inputs. With ``raw_input`` the ONNX
+and ``.pt2`` files take raw inputs themselves (the contract is inside their graph; the card's
+``onnx_input`` says which).
 A directory is written next to its destination and moved into place whole, so an export that
 fails its checks leaves nothing behind.
 
@@ -39,13 +43,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from ..data.contract import InputContract, Preprocess
 from ..errors import HypernasError
 from ..graphs.network import Network, count_params
 from ..graphs.serialize import graph_from_json, graph_to_json
 
-__all__ = ["FORMATS", "ONNX_ATOL", "ExportError", "export_model", "accuracy_se", "load"]
+__all__ = ["FORMATS", "ONNX_ATOL", "ExportError", "RawInputModel", "export_model", "accuracy_se",
+           "load"]
 
 FORMATS = ("safetensors", "onnx", "pt2")
 ONNX_ATOL = 1e-4  # onnxruntime vs PyTorch, max absolute difference of logits (float32)
@@ -58,7 +64,8 @@ class ExportError(HypernasError, ValueError):
 
 def export_model(net: Network, out: str | Path, card: dict[str, Any],
                  formats: Sequence[str] = ("safetensors",), example: Tensor | None = None,
-                 force: bool = False) -> dict[str, Any]:
+                 force: bool = False, contract: InputContract | None = None,
+                 raw_input: bool = False) -> dict[str, Any]:
     """Write ``net`` (weights in place) to the directory ``out`` in ``formats``.
 
     Args:
@@ -70,6 +77,9 @@ def export_model(net: Network, out: str | Path, card: dict[str, Any],
         example: real inputs ``(B, *input_shape)``, B >= 2, to check ONNX and pt2 against
             PyTorch (random inputs when None).
         force: replace an existing ``out``.
+        contract: how a raw input becomes the network's input (recorded as the card's ``input``).
+        raw_input: put that preprocessing inside the ONNX and ``.pt2`` graphs, so they take raw
+            inputs ``(B, *contract.raw_shape)`` (``example`` is then raw too).
 
     Returns:
         the model card as written (with ``files``: name -> SHA-256).
@@ -84,14 +94,24 @@ def export_model(net: Network, out: str | Path, card: dict[str, Any],
                               "replace it")
         _check_replaceable(out)
     net = net.eval()
-    x = example if example is not None else _random_input(net)
+    if raw_input and contract is None:
+        raise ExportError("raw_input needs the input contract of the model's data; export from a "
+                          "run (hypernas export), or pass contract=")
+    if contract is not None and tuple(contract.input_size) != tuple(
+            net.graph.graph["input_shape"]):
+        raise ExportError(f"the input contract gives inputs of shape {tuple(contract.input_size)} "
+                          f"but the network takes {tuple(net.graph.graph['input_shape'])}")
+    graph_module = RawInputModel(contract, net).eval() if raw_input else net
+    x = example if example is not None else _random_input(net, contract if raw_input else None)
     if x.shape[0] < 2:
         raise ExportError("the example batch needs at least 2 inputs to export a dynamic batch")
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        files = _write_all(net, work, formats, x)
+        files = _write_all(net, graph_module, work, formats, x)
         card = {**card, "params": count_params(net.graph),
+                **({"input": contract.to_dict()} if contract is not None else {}),
+                "onnx_input": "raw" if raw_input else "prepared",
                 "input_shape": list(net.graph.graph["input_shape"]),
                 "num_outputs": net.graph.graph["num_outputs"], "formats": sorted(
                     {"safetensors", *formats}), "onnx_atol": ONNX_ATOL if "onnx" in formats
@@ -107,6 +127,18 @@ def export_model(net: Network, out: str | Path, card: dict[str, Any],
         if work.exists():
             shutil.rmtree(work)
     return card
+
+
+class RawInputModel(nn.Module):
+    """``net`` behind the preprocessing of ``contract``: raw inputs in, logits out (what the
+    ONNX and ``.pt2`` files of a ``raw_input`` export hold)."""
+
+    def __init__(self, contract: InputContract, net: nn.Module) -> None:
+        super().__init__()
+        self.pre, self.net = Preprocess(contract), net
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(self.pre(x))
 
 
 def card_digest(card: dict[str, Any]) -> str:
@@ -145,22 +177,29 @@ def accuracy_se(acc: float, images: int) -> float:
     return math.sqrt(acc * (1 - acc) / images) if images > 0 else float("nan")
 
 
-def _random_input(net: Network) -> Tensor:
-    return torch.randn(4, *net.graph.graph["input_shape"], generator=torch.Generator().manual_seed(0))
+def _random_input(net: Network, raw: InputContract | None = None) -> Tensor:
+    g = torch.Generator().manual_seed(0)
+    if raw is not None:  # raw values across their range
+        lo, hi = raw.raw_range
+        return lo + (hi - lo) * torch.rand(4, *raw.raw_shape, generator=g)
+    return torch.randn(4, *net.graph.graph["input_shape"], generator=g)
 
 
-def _write_all(net: Network, work: Path, formats: Sequence[str], x: Tensor) -> dict[str, str]:
+def _write_all(net: Network, module: nn.Module, work: Path, formats: Sequence[str], x: Tensor
+               ) -> dict[str, str]:
+    """Weights and graph of ``net``; ONNX and pt2 of ``module`` (``net``, or the preprocessing
+    then ``net``) checked on ``x``."""
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     save_file(state, str(work / WEIGHTS))
     (work / GRAPH).write_text(graph_to_json(net.graph))
     with torch.no_grad():
-        want = net(x)
+        want = module(x)
     if "onnx" in formats:
-        _export_onnx(net, work / "model.onnx", x, want)
+        _export_onnx(module, work / "model.onnx", x, want)
     if "pt2" in formats:
-        _export_pt2(net, work / "model.pt2", x, want)
+        _export_pt2(module, work / "model.pt2", x, want)
     return {p.name: _sha256(p) for p in sorted(work.iterdir())}
 
 
@@ -168,7 +207,7 @@ def _batch_dim() -> dict[str, Any]:
     return {"x": {0: torch.export.Dim("batch", min=1, max=65536)}}
 
 
-def _export_onnx(net: Network, path: Path, x: Tensor, want: Tensor) -> None:
+def _export_onnx(net: nn.Module, path: Path, x: Tensor, want: Tensor) -> None:
     missing = [m for m in ("onnx", "onnxscript", "onnxruntime")
                if importlib.util.find_spec(m) is None]
     if missing:  # torch's exporter would fail deep inside with "No module named ..."
@@ -197,7 +236,7 @@ def _export_onnx(net: Network, path: Path, x: Tensor, want: Tensor) -> None:
                               "onnx, or report this architecture")
 
 
-def _export_pt2(net: Network, path: Path, x: Tensor, want: Tensor) -> None:
+def _export_pt2(net: nn.Module, path: Path, x: Tensor, want: Tensor) -> None:
     program = torch.export.export(net, (x,), dynamic_shapes=_batch_dim())
     torch.export.save(program, str(path))
     got = torch.export.load(str(path)).module()(x[:1])
@@ -216,7 +255,7 @@ def _sha256(path: Path) -> str:
 def _readme(card: dict[str, Any]) -> str:
     lines = [f"# {card.get('space', 'hypernas')} candidate {card.get('id', '')}", ""]
     for key in ("space", "encoding", "id", "params", "input_shape", "num_outputs", "accuracy",
-                "scores", "recipe", "run", "formats", "onnx_atol"):
+                "scores", "recipe", "run", "formats", "onnx_atol", "onnx_input"):
         if card.get(key) is not None:
             lines.append(f"- **{key}**: `{json.dumps(card[key])}`")
     for split in ("val", "test"):
@@ -224,6 +263,23 @@ def _readme(card: dict[str, Any]) -> str:
             lines.append(f"- **{split} accuracy**: {card[f'{split}_acc']:.4f} ± "
                          f"{card[f'{split}_acc_se']:.4f} (one standard error, "
                          f"{card[f'{split}_images']:,} images)")
+    if card.get("input"):
+        c = card["input"]
+        size = "x".join(map(str, c["input_size"]))
+        resize = (f"resize to {size} by {c['interpolation']} interpolation (each output pixel "
+                  "the mean of the input pixels it covers; torch: `interpolate(mode=\"area\")`)"
+                  if c.get("interpolation") and c["input_size"] != c["raw_shape"]
+                  else "no resize")
+        lines += ["", "## Input", "",
+                  f"Raw inputs {'x'.join(map(str, c['raw_shape']))} ({c['layout']}, "
+                  f"{c['channels']}), values {c['raw_range'][0]:g}..{c['raw_range'][1]:g}:",
+                  f"1. multiply by {c['scale']:.6g}; subtract mean {c['mean']}, divide by std "
+                  f"{c['std']} (per channel);", f"2. {resize}.",
+                  f"Labels: {', '.join(f'{i} {n}' for i, n in enumerate(c['labels']))}.",
+                  "`hypernas.load(DIR).transform` does exactly this to raw inputs."
+                  + (" The ONNX and .pt2 files take raw inputs (the steps are inside them)."
+                     if card.get("onnx_input") == "raw" else
+                     " The ONNX and .pt2 files take prepared inputs (after these steps).")]
     lines += ["", "Load it with `hypernas.load(DIR)` (safetensors + graph JSON, no pickles);",
               "`model.onnx` runs in onnxruntime, `model.pt2` with `torch.export.load`.", ""]
     return "\n".join(lines)
@@ -231,7 +287,13 @@ def _readme(card: dict[str, Any]) -> str:
 
 def load(path: str | Path) -> Network:
     """The exported network, in eval mode, rebuilt from ``graph.json`` and
-    ``model.safetensors`` after checking both against ``model_card.json``."""
+    ``model.safetensors`` after checking both against ``model_card.json``.
+
+    Its ``input_contract`` is the card's :class:`~hypernas.data.InputContract` and its
+    ``transform`` a :class:`~hypernas.data.Preprocess` that turns raw inputs (e.g. the uint8
+    Fashion-MNIST images as stored) into what the network takes: ``net(net.transform(raw))``
+    (both None for an export made before cards carried the contract). Neither is a submodule:
+    ``net`` itself still takes prepared inputs."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -260,4 +322,7 @@ def load(path: str | Path) -> Network:
     except (SafetensorError, RuntimeError) as err:
         raise ExportError(f"{path / WEIGHTS} does not fit {GRAPH} ({str(err).splitlines()[0]}); "
                           "export the model again") from None
+    contract = InputContract.from_dict(card["input"]) if card.get("input") else None
+    object.__setattr__(net, "input_contract", contract)  # plain attributes, not submodules
+    object.__setattr__(net, "transform", Preprocess(contract) if contract is not None else None)
     return net.eval()

@@ -26,11 +26,12 @@ __all__ = ["export_run"]
 def export_run(run: Run, out: str | Path, arch: str | None = None,
                formats: Sequence[str] = ("safetensors", "onnx", "pt2"),
                force: bool = False, trial: int | None = None,
-               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+               extra: dict[str, Any] | None = None, raw_input: bool = False) -> dict[str, Any]:
     """Export the run's best refined candidate (or the refined candidate ``arch``, an id or a
     unique prefix, or the finished trial number ``trial``) with a model card: space, encoding,
     id, every ranking's score, the training recipe, validation accuracy from the study and test
-    accuracy measured now, plus the fields of ``extra`` (a search adds its budget)."""
+    accuracy measured now, the data's input contract, plus the fields of ``extra`` (a search
+    adds its budget); ``raw_input`` puts the preprocessing inside the ONNX and .pt2 files."""
     rows = refined_rows(run)
     if trial is not None:
         chosen = trial_row(run, trial)
@@ -63,5 +64,12 @@ def export_run(run: Run, out: str | Path, arch: str | None = None,
             "val_images": len(loaded.data.val), "test_images": len(loaded.data.test),
             "val_acc_se": accuracy_se(chosen["val_acc"], len(loaded.data.val)),
             "test_acc_se": accuracy_se(test_acc, len(loaded.data.test)), **(extra or {})}
+    contract = loaded.data.contract
+    if raw_input and contract is None:
+        raise StudyError(f"run {run.name!r}'s data ({loaded.config.data.name}) records no input "
+                         "contract, so its raw inputs are unknown; export without --raw-input")
     example = loaded.data.test.x[:8]
-    return export_model(net, out, card, formats=formats, example=example, force=force)
+    if raw_input:  # the raw images behind the example: the contract's range, seeded
+        example = None
+    return export_model(net, out, card, formats=formats, example=example, force=force,
+                        contract=contract, raw_input=raw_input)

@@ -12,7 +12,7 @@ import hypernas as hn
 from hypernas.cli import build_parser, main
 
 COMMANDS = ["spaces", "sample", "show-arch", "datasets", "train", "rank", "show", "runs", "refine",
-            "export", "search", "pretrained", "calibrate"]
+            "export", "search", "pretrained", "calibrate", "report"]
 
 
 def run(*argv: str) -> subprocess.CompletedProcess:

@@ -24,7 +24,7 @@ from ._common import (
 from .calibrate import cmd_calibrate
 from .rank import cmd_rank, cmd_train
 from .search import cmd_export, cmd_refine, cmd_search
-from .show import cmd_runs, cmd_show
+from .show import cmd_report, cmd_runs, cmd_show
 from .spaces import cmd_datasets, cmd_pretrained, cmd_sample, cmd_show_arch, cmd_spaces
 
 __all__ = ["main", "build_parser"]
@@ -262,6 +262,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads (default 0: one per core this process may use; on 2 "
                         "cores, 2 threads ran training steps 1.6x and screens 1.8x faster)")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("report", help="one self-contained HTML page of a run, with figures",
+                       description="Write one HTML page that opens offline: predicted score vs "
+                                   "trained accuracy, score vs parameters and MACs with the "
+                                   "Pareto front, the hypernetwork's training curve, the "
+                                   "refinement trials over time and the winner's architecture.")
+    p.add_argument("run", help="run name (runs/RUN/)")
+    _add_trust_arg(p)
+    p.add_argument("--out", metavar="FILE.html", help="where (default runs/RUN/report.html)")
+    p.add_argument("--png", metavar="DIR", help="also write each figure as DIR/NAME.png")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("runs", help="list runs with their stage, size and best score",
                        description="List the runs under runs/ (or $HYPERNAS_RUNS).")

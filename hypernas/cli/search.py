@@ -164,6 +164,14 @@ def cmd_search(args: argparse.Namespace) -> int:
                   f"load it with hypernas.load(\"{result['export']}\")"
                   + ("; its .transform prepares raw images (the card's input contract)"
                      if card.get("input") else ""), markup=False)
+    from ..report import write_report
+
+    try:
+        console.print(f"report: {write_report(result['run'])} (hypernas report {cfg.run} "
+                      "--png DIR for the figures as images)", markup=False)
+    except Exception as e:  # noqa: BLE001 - the search's results are written; only the page failed
+        err.print(f"warning: the HTML report could not be written ({e}); the search's results "
+                  f"are in {result['run'].path}: try hypernas report {cfg.run}", markup=False)
     return 0
 
 

@@ -9,7 +9,19 @@ import sys
 from ..errors import HypernasError
 from ._common import _check_top, _console, _json_fields
 
-__all__ = ["cmd_runs", "cmd_show"]
+__all__ = ["cmd_report", "cmd_runs", "cmd_show"]
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..report import write_report
+    from ..runs.store import Run
+
+    run = Run(args.run)
+    run.read_config()
+    out = write_report(run, args.out, args.png)
+    _console().print(f"report of run {args.run}: {out}" + (f" (figures as PNG in {args.png})"
+                                                            if args.png else ""), markup=False)
+    return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:

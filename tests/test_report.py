@@ -1,0 +1,78 @@
+"""The run report: one self-contained HTML page, checked as a person would see it."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from hypernas.cli import main
+from hypernas.report import FIGURES
+
+TINY = ["mlp", "--data", "digits", "--set", "max_depth=2", "--meta-batch", "2", "--batch-size",
+        "8", "--dim", "8", "--samples", "2"]
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """A tiny run taken through every stage: trained, ranked, refined, exported."""
+    root = tmp_path_factory.mktemp("runs")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HYPERNAS_RUNS", str(root))
+    try:
+        assert main(["train", *TINY, "--run", "t", "--steps", "20"]) == 0
+        assert main(["rank", "t", "--n", "12", "--combine", "naswot"]) == 0
+        assert main(["refine", "t", "--top", "4", "--trials", "4", "--max-epochs", "1"]) == 0
+        assert main(["export", "t", "--out", str(root / "t" / "exports" / "best"),
+                     "--format", "safetensors"]) == 0
+        assert main(["train", *TINY, "--run", "bare", "--steps", "20"]) == 0
+        yield root
+    finally:
+        mp.undo()
+
+
+def test_the_report_holds_every_figure_and_fetches_nothing(searched, monkeypatch, capsys):
+    monkeypatch.setenv("HYPERNAS_RUNS", str(searched))
+    assert main(["report", "t", "--png", str(searched / "png")]) == 0
+    assert "report of run t" in capsys.readouterr().out
+    page = (searched / "t" / "report.html").read_text()
+    for name in FIGURES:
+        assert f'id="{name}" data-has-plot="yes"' in page, name
+        assert (searched / "png" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    # nothing to fetch: no external scripts, styles, images or fonts
+    assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', page)
+    assert "Spearman" in page and "Pareto front" in page
+
+
+def test_a_run_without_trials_says_what_each_missing_figure_needs(searched, monkeypatch):
+    monkeypatch.setenv("HYPERNAS_RUNS", str(searched))
+    out = searched / "bare.html"
+    assert main(["report", "bare", "--out", str(out)]) == 0
+    page = out.read_text()
+    assert 'id="hypernet-training" data-has-plot="yes"' in page
+    assert 'id="score-vs-accuracy" data-has-plot="no"' in page
+    assert "run hypernas refine bare" in page and "run hypernas rank bare" in page
+    assert main(["report", "nope"]) == 2
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason="Debian's chromium is not installed (bash scripts/setup.sh installs it)")
+def test_the_report_renders_in_a_headless_browser_without_console_errors(searched, monkeypatch):
+    monkeypatch.setenv("HYPERNAS_RUNS", str(searched))
+    assert main(["report", "t"]) == 0
+    page = searched / "t" / "report.html"
+    proc = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+         "--v=0", "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    assert f'data-checked="{len(FIGURES)}"' in dom  # the page's script ran to its end
+    rendered = re.findall(r'<figure class="plot" id="([\w-]+)" data-has-plot="yes" '
+                          r'data-rendered="(\w+)"', dom)
+    assert sorted(rendered) == sorted((name, "yes") for name in FIGURES)
+    errors = [line for line in proc.stderr.splitlines()
+              if "CONSOLE" in line or "Uncaught" in line]
+    assert not errors, errors

@@ -33,10 +33,15 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .errors import HypernasError
 from .runs.rankings import COMBINED, pareto_front, ranked_rows, ranking_labels
 from .runs.store import Run, read_jsonl
 
-__all__ = ["FIGURES", "collect", "write_report", "rank_correlation"]
+__all__ = ["FIGURES", "ReportError", "collect", "write_report", "rank_correlation"]
+
+
+class ReportError(HypernasError, ValueError):
+    """A report cannot be written where asked; the message names the fix."""
 
 FIGURES = ("score-vs-accuracy", "score-vs-params", "score-vs-macs", "hypernet-training",
            "trials-over-time", "winner")
@@ -232,15 +237,36 @@ def _svg(fig: Any) -> str:
     return text[text.index("<svg"):]
 
 
-def write_report(run: Run, out: str | Path | None = None, png_dir: str | Path | None = None
-                 ) -> Path:
+GENERATOR = '<meta name="generator" content="hypernas report">'  # marks a page as a report
+
+
+def _check_out(out: Path, force: bool, default: bool) -> None:
+    """A page is written over nothing, or over an earlier report (with ``force``, or at the
+    run's own default path, which the search rewrites); never over anything else."""
+    if not out.exists() and not out.is_symlink():
+        return
+    try:
+        ours = out.is_file() and GENERATOR in out.read_text(errors="replace")[:2000]
+    except OSError:
+        ours = False
+    if not ours:
+        raise ReportError(f"{out} exists and is not a hypernas report; choose another --out")
+    if not (force or default):
+        raise ReportError(f"{out} exists (an earlier report); pass --force to replace it")
+
+
+def write_report(run: Run, out: str | Path | None = None, png_dir: str | Path | None = None,
+                 force: bool = False) -> Path:
     """Write the run's report (default ``runs/<name>/report.html``) and, with ``png_dir``, each
-    figure as ``<name>.png``; returns the page's path."""
+    figure as ``<name>.png``; returns the page's path. An existing ``out`` is replaced only if
+    it is an earlier report and ``force`` is given (the default path: always, if a report)."""
     import matplotlib.pyplot as plt
 
+    default = out is None
+    out = Path(out) if out is not None else run.path / "report.html"
+    _check_out(out, force, default)
     data = collect(run)
     figures = _figures(data, run)
-    out = Path(out) if out is not None else run.path / "report.html"
     if png_dir is not None:
         Path(png_dir).mkdir(parents=True, exist_ok=True)
     parts = []
@@ -277,7 +303,8 @@ def write_report(run: Run, out: str | Path | None = None, png_dir: str | Path | 
 
 
 _PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="generator" content="hypernas report"><title>{title}</title>
 <style>
 body {{ font-family: sans-serif; max-width: 72rem; margin: 2rem auto; color: #222; }}
 table {{ border-collapse: collapse; margin-bottom: 1.5rem; }}

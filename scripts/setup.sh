@@ -31,7 +31,7 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ scripts/setup.sh -nt "$s
   .venv/bin/python -m pip install -q --upgrade pip
   # torch is pinned here (not in setup.cfg): 2.13.0 is a CPU build on local disk, unpinned pulls CUDA.
   .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[test,eval,export]"
+  .venv/bin/python -m pip install -q -e ".[test,eval,export,dashboard]"
   # The editable install finds this package through setuptools' import hook, which Python asks
   # only after its own path search: a clone in a folder named hypernas, used from its parent
   # folder, then became an empty namespace package that hid this one ("module 'hypernas' has no

@@ -12,7 +12,7 @@ import hypernas as hn
 from hypernas.cli import build_parser, main
 
 COMMANDS = ["spaces", "sample", "show-arch", "datasets", "train", "rank", "show", "runs", "refine",
-            "export", "search", "pretrained", "calibrate", "report"]
+            "export", "search", "pretrained", "calibrate", "report", "dashboard"]
 
 
 def run(*argv: str) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "hypernas"
 # The flow, left to right: a package may import only from packages earlier in this list.
 ORDER = ["errors", "cluster", "graphs", "spaces", "data", "hypernet", "runs", "ranking",
-         "refine", "export", "search", "testing", "cli", "__main__"]
+         "refine", "export", "search", "report", "testing", "cli", "__main__"]
 
 
 def _modules() -> dict[str, Path]:

@@ -76,3 +76,80 @@ def test_the_report_renders_in_a_headless_browser_without_console_errors(searche
     errors = [line for line in proc.stderr.splitlines()
               if "CONSOLE" in line or "Uncaught" in line]
     assert not errors, errors
+
+
+def test_an_existing_out_is_replaced_only_when_it_is_an_earlier_report_and_forced(
+        searched, monkeypatch, capsys):
+    monkeypatch.setenv("HYPERNAS_RUNS", str(searched))
+    page = searched / "mine.html"
+    assert main(["report", "t", "--out", str(page)]) == 0
+    assert main(["report", "t", "--out", str(page)]) == 2
+    assert "pass --force to replace it" in capsys.readouterr().err
+    assert main(["report", "t", "--out", str(page), "--force"]) == 0
+    other = searched / "notes.html"
+    other.write_text("<html>my notes</html>")
+    assert main(["report", "t", "--out", str(other), "--force"]) == 2
+    assert "is not a hypernas report" in capsys.readouterr().err
+    assert other.read_text() == "<html>my notes</html>"
+    assert main(["report", "t"]) == 0 and main(["report", "t"]) == 0  # the run's own page
+
+
+def test_the_dashboard_serves_the_runs_trials_with_their_candidates(searched, monkeypatch,
+                                                                   capsys):
+    import json
+    import os
+    import socket
+    import sys
+    import time
+    import urllib.request
+
+    from hypernas.refine.study import open_study
+    from hypernas.runs.store import Run
+
+    pytest.importorskip("optuna_dashboard")
+    monkeypatch.setenv("HYPERNAS_RUNS", str(searched))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.listen()  # held: the dashboard refuses a port in use
+        assert main(["dashboard", "t", "--port", str(port)]) == 2
+        assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
+    assert main(["dashboard", "bare", "--port", str(port)]) == 2
+    assert "has no study yet" in capsys.readouterr().err
+    proc = subprocess.Popen([sys.executable, "-m", "hypernas", "dashboard", "t", "--port",
+                             str(port)], env={**os.environ}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        url, studies = f"http://127.0.0.1:{port}", None
+        for _ in range(150):
+            try:
+                with urllib.request.urlopen(f"{url}/api/studies", timeout=2) as r:
+                    studies = json.load(r)["study_summaries"]
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read()
+                time.sleep(0.2)
+        assert studies and studies[0]["study_name"] == "refine"
+        with urllib.request.urlopen(f"{url}/api/studies/{studies[0]['study_id']}") as r:
+            trials = json.load(r)["trials"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    study = open_study(Run("t", root=searched), create=False)
+    assert len(trials) == len(study.trials) == 4
+    attrs = {a["key"]: a["value"] for a in trials[0]["user_attrs"]}
+    for key in ("id", "encoding", "params", "macs", "base_hypernet_score", "ranking", "recipe"):
+        assert key in attrs, key
+
+
+def test_the_dashboard_without_optuna_dashboard_names_the_extra(searched, monkeypatch, capsys):
+    import importlib.util
+
+    import hypernas.cli.dashboard as dashboard
+
+    monkeypatch.setenv("HYPERNAS_RUNS", str(searched))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(dashboard.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "optuna_dashboard" else real(name, *a))
+    assert main(["dashboard", "t"]) == 2
+    assert "pip install 'hypernas[dashboard]'" in capsys.readouterr().err

@@ -22,6 +22,7 @@ from ._common import (
     _console,
 )
 from .calibrate import cmd_calibrate
+from .dashboard import cmd_dashboard
 from .rank import cmd_rank, cmd_train
 from .search import cmd_export, cmd_refine, cmd_search
 from .show import cmd_report, cmd_runs, cmd_show
@@ -29,7 +30,8 @@ from .spaces import cmd_datasets, cmd_pretrained, cmd_sample, cmd_show_arch, cmd
 
 __all__ = ["main", "build_parser"]
 
-OPTUNA_COMMANDS = ("refine", "export", "search", "show")  # the commands that open a run's study
+# the commands that open a run's study
+OPTUNA_COMMANDS = ("refine", "export", "search", "show", "report", "calibrate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -272,7 +274,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_trust_arg(p)
     p.add_argument("--out", metavar="FILE.html", help="where (default runs/RUN/report.html)")
     p.add_argument("--png", metavar="DIR", help="also write each figure as DIR/NAME.png")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out if it is an earlier hypernas report (nothing else)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("dashboard", help="optuna-dashboard on a run's study",
+                       description="Serve optuna-dashboard on the run's study (runs/RUN/study.db: "
+                                   "every refinement and screening trial with its candidate's "
+                                   "encoding, id, hypernet score, parameters, MACs and recipe).")
+    p.add_argument("run", help="run name (runs/RUN/)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (8080)")
+    p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("runs", help="list runs with their stage, size and best score",
                        description="List the runs under runs/ (or $HYPERNAS_RUNS).")

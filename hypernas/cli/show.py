@@ -18,7 +18,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     run = Run(args.run)
     run.read_config()
-    out = write_report(run, args.out, args.png)
+    out = write_report(run, args.out, args.png, force=args.force)
     _console().print(f"report of run {args.run}: {out}" + (f" (figures as PNG in {args.png})"
                                                             if args.png else ""), markup=False)
     return 0

@@ -327,7 +327,7 @@ def write_ucb(run: Any, level: float = DEFAULT_LEVEL) -> dict[str, dict[str, Any
     if cal is None:
         return None
     base = ranking_rows(run, cal.scorers[0])
-    rows = {i: {**base[i], "score": a["interval"][1], "spread": 0.0, "scorer": UCB, **a}
-            for i, a in ann.items()}
+    rows = {i: {**base[i], "score": a["interval"][1], "spread": 0.0, "scorer": UCB,
+                "hypernet_score": base[i]["score"], **a} for i, a in ann.items()}
     write_jsonl(run.ranking_path(UCB), rows.values())
     return rows

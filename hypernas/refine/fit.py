@@ -94,7 +94,9 @@ def record_fit(run: Run, study: optuna.Study, source: optuna.trial.FrozenTrial,
                  min(LR_RANGE[0], lr), max(LR_RANGE[1], lr), log=True),
              "weight_decay": optuna.distributions.FloatDistribution(
                  min(WD_RANGE[0], wd), max(WD_RANGE[1], wd), log=True)}
-    attrs = {**{k: source.user_attrs[k] for k in ("id", "encoding", "base", "params")
+    attrs = {**{k: source.user_attrs[k] for k in ("id", "encoding", "base", "params", "macs",
+                                                  "ranking", "base_score",
+                                                  "base_hypernet_score")
                 if k in source.user_attrs},
              "warm_start": warm_start, "recipe": recipe.to_dict(), "history": history,
              "fit_of": source.number}

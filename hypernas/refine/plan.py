@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import optuna
 
 from ..errors import HypernasError
-from ..graphs.network import count_params
+from ..graphs.network import count_macs, count_params
 from ..ranking.run import LoadedRun
 from ..spaces.budget import Budget
 from ..spaces.space import Candidate
@@ -99,6 +99,14 @@ def seed_next(study: optuna.Study, rows: Sequence[dict[str, Any]], cfg: RefineCo
             return
 
 
+def hypernet_score(row: dict[str, Any]) -> float | None:
+    """The hypernet's score of a ranking row, whichever ranking it is from (a combined row
+    keeps its parts, an upper-confidence row its hypernet score)."""
+    if row.get("scorer", "hypernet") == "hypernet" and "hypernet_score" not in row:
+        return row["score"]
+    return row.get("hypernet_score", (row.get("parts") or {}).get("hypernet"))
+
+
 def plan_trial(trial: optuna.Trial, loaded: LoadedRun, rows: Sequence[dict[str, Any]],
           cfg: RefineConfig) -> tuple[Candidate, TrainConfig]:
     """The trial's candidate and recipe, drawn from its parameters (recorded on the trial)."""
@@ -111,7 +119,9 @@ def plan_trial(trial: optuna.Trial, loaded: LoadedRun, rows: Sequence[dict[str, 
                          train_size=cfg.train_size, resolution=loaded.config.resolution,
                          seed=cfg.seed)
     for key, value in {"id": cand.id, "encoding": cand.encoding, "base": base["id"],
-                       "params": count_params(cand.graph), "warm_start": cfg.warm_start,
-                       "recipe": recipe.to_dict()}.items():
+                       "params": count_params(cand.graph), "macs": count_macs(cand.graph),
+                       "ranking": cfg.ranking or "hypernet", "base_score": base["score"],
+                       "base_hypernet_score": hypernet_score(base),
+                       "warm_start": cfg.warm_start, "recipe": recipe.to_dict()}.items():
         trial.set_user_attr(key, value)
     return cand, recipe

@@ -28,6 +28,7 @@ Usage:
     python benchmarks/uncertainty_calibration.py --choose
     python benchmarks/uncertainty_calibration.py            # results/uncertainty_calibration.json
     python benchmarks/uncertainty_calibration.py --ship
+    python benchmarks/uncertainty_calibration.py --ranking   # issue #15's metrics
 """
 
 from __future__ import annotations
@@ -155,13 +156,53 @@ def fmt(x: float | None) -> str:
     return "  n/a" if x is None else f"{x:+.2f}"
 
 
+def ranking_quality() -> dict:
+    """Issue #15's metrics on each NB201 truth's report half: every proxy, the hypernet, the
+    rank average the search used before (hypernet + naswot) and the calibrated prediction
+    (hypernet and naswot lines fitted on the *first* truth's design half only, so the second
+    truth is judged by a calibration that never saw it)."""
+    from scipy.stats import rankdata as ranks
+
+    acc_first, design_first, _ = truth_and_halves("nb201-short")
+    out: dict = {}
+    for name in ("nb201-short", "nb201-long"):
+        acc, _, report = truth_and_halves(name)
+        for label in SETS[name][0]:
+            scores = score_rows("truth_scores", label)
+            cal = calibrate(scores, acc_first, design_first, FLOOR_SHARE)
+            rep = [c for c in report if c in scores]
+            truth = {c: acc[c] for c in rep}
+            h, n = ranks([scores[c]["hypernet"] for c in rep]), ranks([scores[c]["naswot"]
+                                                                      for c in rep])
+            table = {s: truth_ranking.metrics({c: scores[c][s] for c in rep}, truth)
+                     for s in ("hypernet", *truth_ranking.PROXIES)}
+            table["rank_average"] = truth_ranking.metrics(
+                {c: h[i] + n[i] for i, c in enumerate(rep)}, truth)
+            table["calibrated"] = truth_ranking.metrics(
+                {c: cal.predict(scores[c])[0] for c in rep}, truth)
+            out[f"{name}/{label}"] = table
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--choose", action="store_true", help="the design-half floor choice")
     parser.add_argument("--ship", action="store_true",
                         help="write the shipped NB201 hypernetwork's calibration into its card")
+    parser.add_argument("--ranking", action="store_true",
+                        help="issue #15's ranking metrics of the calibrated prediction against "
+                             "every proxy (results/calibrated_ranking.json)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
+    if args.ranking:
+        table = ranking_quality()
+        (RESULTS / "calibrated_ranking.json").write_text(json.dumps(table, indent=1) + "\n")
+        for key, rows in table.items():
+            print(key)
+            for scorer, m in rows.items():
+                print(f"  {scorer:13s} " + " ".join(f"{k} {m[k]:.4f}" for k in (
+                    "spearman", "kendall", "top10_overlap", "top5_mean")))
+        return 0
     if args.choose:
         print(json.dumps(choose(), indent=1))
         return 0

@@ -159,6 +159,13 @@ def _figures(data: dict[str, Any], run: Run) -> dict[str, Any]:
         ax.set_xscale("log")
         ax.set_xlabel(cost)
         ax.set_ylabel(f"{data['label']} score")
+        scores = sorted(r["score"] for r in rows)
+        low = scores[len(scores) // 50]  # a few collapsed cells (a zero-output cell scores far
+        span = scores[-1] - low          # below the rest) would flatten the front: clip them
+        if len(scores) >= 50 and span > 0 and scores[0] < low - span:
+            ax.set_ylim(low - 0.1 * span, scores[-1] + 0.1 * span)
+            ax.set_title(f"{sum(v < low - 0.1 * span for v in scores)} far lower scores off "
+                         "the bottom", fontsize=8)
         ax.legend(loc="lower right")
         out[name] = fig
     log = [r for r in data["train_log"] if "step" in r and r.get("loss") is not None]

@@ -335,7 +335,7 @@ def test_rank_refine_and_show_keep_to_a_latency_limit(runs, capsys):
     measured = {json.loads(line)["id"]: json.loads(line)["ms"]
                 for line in run.latency_path.read_text().splitlines()}
     assert len(measured) == 10  # every ranked candidate, once, kept in the run
-    limit = sorted(measured.values())[5]
+    limit = sorted(measured.values())[7]  # margin for timing noise on a loaded machine
     assert main(["refine", "t", "--top", "2", "--trials", "2", "--max-epochs", "1",
                  "--mutations", "0", "--max-latency-ms", str(limit)]) == 0
     from hypernas.refine.study import open_study

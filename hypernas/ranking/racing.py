@@ -6,7 +6,7 @@ A hypernetwork score is the mean loss of predicted weights over fixed evaluation
 list of batches per weight sample (:func:`hypernas.ranking.scoring.eval_slices`). Racing cuts
 those into *units* (one batch of one weight sample) taken batch by batch across the samples, and
 stops a candidate at a *rung* (a count of units: the first batch of the first sample, then the
-first batch of every sample, then all) once its estimate cannot reach the top ``k``:
+first batch of the first two samples, then the first batch of every sample, then all) once its estimate cannot reach the top ``k``:
 
 - a rung's raw estimate is the score on the units so far; every candidate sees the same units in
   the same order, so estimates at one rung compare with each other;
@@ -60,14 +60,15 @@ class RaceConfig:
 
 
 def rungs(samples: int, units: int) -> list[int]:
-    """Unit counts a candidate is judged at: one unit, one per sample, all of them.
+    """Unit counts a candidate is judged at: one unit, one of each of two samples, one per
+    sample, all of them (for NB201's default: 250, 500, 1,000 and 2,000 images).
 
     >>> rungs(4, 8)
-    [1, 4, 8]
+    [1, 2, 4, 8]
     >>> rungs(1, 2)
     [1, 2]
     """
-    return sorted({1, min(samples, units), units})
+    return sorted({1, min(2, samples, units), min(samples, units), units})
 
 
 class _Moments:

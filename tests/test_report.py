@@ -153,3 +153,28 @@ def test_the_dashboard_without_optuna_dashboard_names_the_extra(searched, monkey
                         lambda name, *a: None if name == "optuna_dashboard" else real(name, *a))
     assert main(["dashboard", "t"]) == 2
     assert "pip install 'hypernas[dashboard]'" in capsys.readouterr().err
+
+
+def test_optunas_own_command_line_reads_the_runs_study(searched):
+    """The study is plain Optuna SQLite: `optuna trials` and `optuna best-trial` read it."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from hypernas.refine.study import open_study
+    from hypernas.runs.store import Run
+
+    optuna_cli = Path(sys.executable).with_name("optuna")
+    if not optuna_cli.exists():
+        pytest.skip("optuna's command line is not installed beside this Python")
+    storage = f"sqlite:///{searched / 't' / 'study.db'}"
+    out = subprocess.run([str(optuna_cli), "best-trial", "--storage", storage, "--study-name",
+                          "refine", "-f", "json"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-1000:]
+    best = json.loads(out.stdout)
+    study = open_study(Run("t", root=searched), create=False)
+    assert best["number"] == study.best_trial.number and best["value"] == study.best_value
+    assert best["user_attrs"]["encoding"] == study.best_trial.user_attrs["encoding"]
+    out = subprocess.run([str(optuna_cli), "trials", "--storage", storage, "--study-name",
+                          "refine", "-f", "json"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and len(json.loads(out.stdout)) == len(study.trials)

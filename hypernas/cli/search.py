@@ -62,6 +62,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from ..ranking.uncertainty import run_uncertainty
     from ..refine.study import refined_rows
     from ..search.config import SearchConfig
     from ..search.pipeline import RANK_SHARE, run_search
@@ -146,11 +147,14 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     result = run_search(cfg, on_event)
     screened = {i: r["val_acc"] for i, r in refined_rows(result["run"], fits=False).items()}
-    rows = [{**r, "rank": i} for i, r in enumerate(result["ranking"], start=1)][:args.show]
+    calibration, ann = run_uncertainty(result["run"])  # intervals where the run is calibrated
+    rows = [{**r, "rank": i, **ann.get(r["id"], {})}
+            for i, r in enumerate(result["ranking"], start=1)][:args.show]
     console.print(ranking_table(rows, {"screened val acc": screened,
                                               "finalist val acc": result["finalists"]},
                                 title=f"{cfg.run}: top {len(rows)} of {len(result['ranking'])} "
-                                      "by hypernet score"))
+                                      "by hypernet score", calibration=calibration,
+                                pool=len(ann)))
     card = result["card"]
     console.print(f"winner: {card['id']} {card['encoding']}", markup=False)
     console.print(f"        val acc {card['val_acc']:.4f} ± {card['val_acc_se']:.4f}, test acc "

@@ -9,7 +9,7 @@ if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq || true
-    $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
   else
     echo "setup: apt-get not found; install Fashion-MNIST's IDX files yourself and set HYPERNAS_FASHION_MNIST_DIR" >&2
   fi
@@ -20,7 +20,7 @@ fi
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq || true
-  $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null || \
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null || \
     echo "setup: chromium could not be installed; the report's browser test will be skipped" >&2
 fi
 

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import HypernasError
-from .runs.rankings import COMBINED, pareto_front, ranked_rows, ranking_labels
-from .runs.store import Run, read_jsonl
+from .runs.rankings import pareto_front, ranked_rows, ranking_labels
+from .runs.store import Run, read_jsonl, write_text
 
 __all__ = ["FIGURES", "ReportError", "collect", "write_report", "rank_correlation"]
 
@@ -110,25 +110,30 @@ def collect(run: Run) -> dict[str, Any]:
         best = max((t for t in trials if t["encoding"]), key=lambda t: t["value"], default=None)
         winner = best["encoding"] if best else None
     return {"run": run.name, "config": config, "label": label, "rows": rows,
-            "combined": ranked_rows(run, COMBINED) if COMBINED in labels else [],
             "train_log": list(read_jsonl(run.train_log_path)), "trials": trials,
             "card": card, "winner": winner}
 
 
+STYLE = {"svg.fonttype": "path", "figure.dpi": 100, "font.size": 9}  # within a report only
+
+
+def _subplots(figsize: tuple[float, float]) -> tuple[Any, Any]:
+    """A figure and its axes drawn without pyplot: no backend chosen and no global state
+    touched in the process that asked for a report (a notebook keeps its own)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots()
+
+
 def _figures(data: dict[str, Any], run: Run) -> dict[str, Any]:
     """``{name: matplotlib Figure or str}``: a figure, or why there is none."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"svg.fonttype": "path", "figure.dpi": 100, "font.size": 9})
     out: dict[str, Any] = {}
     by_id = {r["id"]: r for r in data["rows"]}
     screens = [t for t in data["trials"] if not t["fit"] and t["id"] in by_id]
     fits = [t for t in data["trials"] if t["fit"] and t["id"] in by_id]
     if screens or fits:
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = _subplots((6, 4))
         for group, marker, name in ((screens, "o", "screened / refined"),
                                     (fits, "*", "finalists (longer training)")):
             if group:
@@ -151,7 +156,7 @@ def _figures(data: dict[str, Any], run: Run) -> dict[str, Any]:
             out[name] = f"no ranked candidate with {cost} yet: run hypernas rank {data['run']}"
             continue
         front = pareto_front(rows, cost)
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = _subplots((6, 4))
         ax.scatter([r[cost] for r in rows], [r["score"] for r in rows], s=10, alpha=0.5,
                    color="grey", label=f"{len(rows)} ranked")
         ax.plot([r[cost] for r in front], [r["score"] for r in front], "-o", color="C3",
@@ -170,7 +175,7 @@ def _figures(data: dict[str, Any], run: Run) -> dict[str, Any]:
         out[name] = fig
     log = [r for r in data["train_log"] if "step" in r and r.get("loss") is not None]
     if log:
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = _subplots((6, 4))
         ax.plot([r["step"] for r in log], [r["loss"] for r in log], color="C0", label="loss")
         ax.set_xlabel("step")
         ax.set_ylabel("training loss", color="C0")
@@ -185,7 +190,7 @@ def _figures(data: dict[str, Any], run: Run) -> dict[str, Any]:
                                     else "the hypernetwork has no training log yet")
     if data["trials"]:
         t0 = min(t["complete"] for t in data["trials"])
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = _subplots((6, 4))
         for fit, marker, name in ((False, "o", "screen / refinement"), (True, "*", "finalist")):
             group = [t for t in data["trials"] if t["fit"] == fit]
             if group:
@@ -204,11 +209,11 @@ def _figures(data: dict[str, Any], run: Run) -> dict[str, Any]:
         out["trials-over-time"] = fig
     else:
         out["trials-over-time"] = f"no refinement trial yet: run hypernas refine {data['run']}"
-    out["winner"] = _winner_figure(data, run, plt)
+    out["winner"] = _winner_figure(data, run)
     return out
 
 
-def _winner_figure(data: dict[str, Any], run: Run, plt: Any) -> Any:
+def _winner_figure(data: dict[str, Any], run: Run) -> Any:
     if not data["winner"]:
         return "no winner yet: refine and export first (hypernas search does both)"
     import networkx as nx
@@ -221,7 +226,7 @@ def _winner_figure(data: dict[str, Any], run: Run, plt: Any) -> Any:
            for depth, nodes in enumerate(layers) for i, n in enumerate(nodes)}
     width = max(4.0, min(14.0, 1.6 * max(len(g) for g in layers)))
     depth = len(layers)
-    fig, ax = plt.subplots(figsize=(width, max(3.0, min(24.0, 0.45 * depth))))
+    fig, ax = _subplots((width, max(3.0, min(24.0, 0.45 * depth))))
     level = {n: d for d, nodes in enumerate(layers) for n in nodes}
     near = [(u, v) for u, v in graph.edges if level[v] - level[u] == 1]
     far = [(u, v) for u, v in graph.edges if level[v] - level[u] > 1]  # skips: drawn as arcs
@@ -267,28 +272,28 @@ def write_report(run: Run, out: str | Path | None = None, png_dir: str | Path | 
     """Write the run's report (default ``runs/<name>/report.html``) and, with ``png_dir``, each
     figure as ``<name>.png``; returns the page's path. An existing ``out`` is replaced only if
     it is an earlier report and ``force`` is given (the default path: always, if a report)."""
-    import matplotlib.pyplot as plt
+    import matplotlib
 
     default = out is None
     out = Path(out) if out is not None else run.path / "report.html"
     _check_out(out, force, default)
     data = collect(run)
-    figures = _figures(data, run)
     if png_dir is not None:
         Path(png_dir).mkdir(parents=True, exist_ok=True)
     parts = []
-    for name in FIGURES:
-        fig = figures[name]
-        if isinstance(fig, str):
-            body = f'<p class="empty">{html.escape(fig)}</p>'
-        else:
-            body = _svg(fig)
-            if png_dir is not None:
-                fig.savefig(Path(png_dir) / f"{name}.png", bbox_inches="tight", dpi=120)
-            plt.close(fig)
-        parts.append(f'<figure class="plot" id="{name}" data-has-plot="'
-                     f'{"no" if isinstance(fig, str) else "yes"}"><figcaption>'
-                     f"{html.escape(TITLES[name])}</figcaption>{body}</figure>")
+    with matplotlib.rc_context(STYLE):  # drawn and saved in the report's style
+        figures = _figures(data, run)
+        for name in FIGURES:
+            fig = figures[name]
+            if isinstance(fig, str):
+                body = f'<p class="empty">{html.escape(fig)}</p>'
+            else:
+                body = _svg(fig)
+                if png_dir is not None:
+                    fig.savefig(Path(png_dir) / f"{name}.png", bbox_inches="tight", dpi=120)
+            parts.append(f'<figure class="plot" id="{name}" data-has-plot="'
+                         f'{"no" if isinstance(fig, str) else "yes"}"><figcaption>'
+                         f"{html.escape(TITLES[name])}</figcaption>{body}</figure>")
     cfg, card = data["config"], data["card"]
     hypernet = cfg.get("pretrained") or (cfg.get("hypernet") or {}).get("backbone")
     facts = [("space", cfg.get("space")), ("data", (cfg.get("data") or {}).get("name")),
@@ -302,10 +307,7 @@ def write_report(run: Run, out: str | Path | None = None, png_dir: str | Path | 
                    for k, v in facts if v is not None)
     page = _PAGE.format(title=html.escape(f"hypernas run {run.name}"), facts=rows,
                         figures="\n".join(parts))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(page)
-    tmp.replace(out)
+    write_text(out, page)
     return out
 
 

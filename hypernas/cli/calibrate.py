@@ -56,10 +56,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         annotate,
         check_level,
         fit_calibration,
-        pool_scores,
+        pool_field,
+        pool_rows,
         save_calibration,
     )
-    from ..runs.rankings import ranking_labels, ranking_rows
+    from ..runs.rankings import ranking_labels
     from ..runs.store import Run
 
     check_level(args.level)
@@ -83,8 +84,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if "hypernet" not in scorers:
         raise HypernasError(f"run {run.name!r} has no hypernet ranking; rank first: hypernas rank "
                             f"{run.name} --combine naswot")
-    by_encoding = {r["encoding"]: i for i, r in ranking_rows(run, "hypernet").items()}
-    pool = pool_scores(run, scorers)
+    rows = pool_rows(run, scorers)
+    by_encoding = {r["hypernet"]["encoding"]: i for i, r in rows.items()}
+    pool = pool_field(rows)
     ids = {by_encoding.get(k, k): acc for k, acc in truth.items()}
     matched = {i: acc for i, acc in ids.items() if i in pool and all(s in pool[i] for s in scorers)}
     if len(matched) < len(ids):

@@ -95,8 +95,9 @@ def export_model(net: Network, out: str | Path, card: dict[str, Any],
         _check_replaceable(out)
     net = net.eval()
     if raw_input and contract is None:
-        raise ExportError("raw_input needs the input contract of the model's data; export from a "
-                          "run (hypernas export), or pass contract=")
+        raise ExportError("raw_input needs the input contract of the model's data, and there is "
+                          "none (its dataset records none): export without raw_input "
+                          "(--raw-input), or pass contract=")
     if contract is not None and tuple(contract.input_size) != tuple(
             net.graph.graph["input_shape"]):
         raise ExportError(f"the input contract gives inputs of shape {tuple(contract.input_size)} "

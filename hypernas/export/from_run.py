@@ -64,12 +64,7 @@ def export_run(run: Run, out: str | Path, arch: str | None = None,
             "val_images": len(loaded.data.val), "test_images": len(loaded.data.test),
             "val_acc_se": accuracy_se(chosen["val_acc"], len(loaded.data.val)),
             "test_acc_se": accuracy_se(test_acc, len(loaded.data.test)), **(extra or {})}
-    contract = loaded.data.contract
-    if raw_input and contract is None:
-        raise StudyError(f"run {run.name!r}'s data ({loaded.config.data.name}) records no input "
-                         "contract, so its raw inputs are unknown; export without --raw-input")
-    example = loaded.data.test.x[:8]
-    if raw_input:  # the raw images behind the example: the contract's range, seeded
-        example = None
+    # with raw_input the check runs on raw values across the contract's range (seeded)
+    example = None if raw_input else loaded.data.test.x[:8]
     return export_model(net, out, card, formats=formats, example=example, force=force,
-                        contract=contract, raw_input=raw_input)
+                        contract=loaded.data.contract, raw_input=raw_input)

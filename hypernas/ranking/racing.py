@@ -6,7 +6,8 @@ A hypernetwork score is the mean loss of predicted weights over fixed evaluation
 list of batches per weight sample (:func:`hypernas.ranking.scoring.eval_slices`). Racing cuts
 those into *units* (one batch of one weight sample) taken batch by batch across the samples, and
 stops a candidate at a *rung* (a count of units: the first batch of the first sample, then the
-first batch of the first two samples, then the first batch of every sample, then all) once its estimate cannot reach the top ``k``:
+first batch of the first two samples, then the first batch of every sample, then all) once its
+estimate cannot reach the top ``k``:
 
 - a rung's raw estimate is the score on the units so far; every candidate sees the same units in
   the same order, so estimates at one rung compare with each other;

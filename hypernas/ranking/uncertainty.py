@@ -42,7 +42,7 @@ from typing import Any, Mapping, Sequence
 from ..errors import HypernasError
 
 __all__ = ["Calibration", "fit_calibration", "annotate", "check_level", "expected_rank_error",
-           "load_calibration", "save_calibration", "calibration_path", "pool_scores",
+           "load_calibration", "save_calibration", "calibration_path", "pool_rows", "pool_field",
            "run_uncertainty", "write_ucb", "UCB", "DEFAULT_SCORERS", "DEFAULT_LEVEL",
            "FLOOR_SHARE", "MIN_CALIBRATION"]
 
@@ -236,7 +236,7 @@ def annotate(scores: Mapping[str, Mapping[str, float]], calibration: Calibration
     if not out:
         return {}
     means = sorted(v["predicted_acc"] for v in out.values())
-    z = statistics.NormalDist().inv_cdf(0.5 + level / 2)
+    z = _NORMAL.inv_cdf(0.5 + level / 2)
     sd = {i: (v["hi"] - v["lo"]) / (2 * z) for i, v in out.items()}
     expected = expected_rank_error({i: v["predicted_acc"] for i, v in out.items()}, sd)
     first = max(out, key=lambda i: (out[i]["predicted_acc"], i))
@@ -291,43 +291,54 @@ def load_calibration(run: Any) -> Calibration | None:
     return None
 
 
-def pool_scores(run: Any, scorers: Sequence[str], field: str = "score"
-                ) -> dict[str, dict[str, float]]:
-    """``{id: {scorer: row[field]}}`` over the ids the run's ranking of the first scorer holds
-    (the pool a ranking's places are counted in), with the other scorers where ranked (and
-    where the row has ``field``: ``score_se`` gives the standard errors of raced estimates)."""
+def pool_rows(run: Any, scorers: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{id: {scorer: ranking row}}`` over the ids the run's ranking of the first scorer holds
+    (the pool a ranking's places are counted in), with the other scorers where ranked; each
+    ranking is read once."""
     from ..runs.rankings import ranking_labels, ranking_rows
 
     have = set(ranking_labels(run))
     by = {s: ranking_rows(run, s) for s in scorers if s in have}
-    first = by.get(scorers[0], {})
-    return {i: {s: rows[i][field] for s, rows in by.items() if i in rows and field in rows[i]}
-            for i in first}
+    return {i: {s: rows[i] for s, rows in by.items() if i in rows} for i in by.get(scorers[0], {})}
+
+
+def pool_field(pool: Mapping[str, Mapping[str, dict[str, Any]]], field: str = "score"
+               ) -> dict[str, dict[str, float]]:
+    """``{id: {scorer: row[field]}}`` from :func:`pool_rows` (where the row has ``field``:
+    ``score_se`` gives the standard errors of raced estimates)."""
+    return {i: {s: row[field] for s, row in rows.items() if field in row}
+            for i, rows in pool.items()}
+
+
+def _uncertainty(run: Any, level: float) -> tuple[Calibration | None, dict[str, Any],
+                                                  dict[str, dict[str, Any]]]:
+    """The run's calibration, its pool's rows and :func:`annotate` over them."""
+    check_level(level)
+    cal = load_calibration(run)
+    if cal is None:
+        return None, {}, {}
+    pool = pool_rows(run, cal.scorers)
+    return cal, pool, annotate(pool_field(pool), cal, level, pool_field(pool, "score_se"))
 
 
 def run_uncertainty(run: Any, level: float = DEFAULT_LEVEL
                     ) -> tuple[Calibration | None, dict[str, dict[str, Any]]]:
     """The run's calibration and :func:`annotate` over its pool (empty without one)."""
-    check_level(level)
-    cal = load_calibration(run)
-    if cal is None:
-        return None, {}
-    return cal, annotate(pool_scores(run, cal.scorers), cal, level,
-                         pool_scores(run, cal.scorers, "score_se"))
+    cal, _, ann = _uncertainty(run, level)
+    return cal, ann
 
 
 def write_ucb(run: Any, level: float = DEFAULT_LEVEL) -> dict[str, dict[str, Any]] | None:
     """Rewrite the run's ``ucb`` ranking: its pool scored by the upper end of the calibrated
     interval (an upper-confidence rule: a candidate that may be the best is looked at before a
     confident loser). None (and no file) when the run has no calibration."""
-    from ..runs.rankings import ranking_rows
     from ..runs.store import write_jsonl
 
-    cal, ann = run_uncertainty(run, level)
+    cal, pool, ann = _uncertainty(run, level)
     if cal is None:
         return None
-    base = ranking_rows(run, cal.scorers[0])
-    rows = {i: {**base[i], "score": a["interval"][1], "spread": 0.0, "scorer": UCB,
-                "hypernet_score": base[i]["score"], **a} for i, a in ann.items()}
+    first = cal.scorers[0]
+    rows = {i: {**pool[i][first], "score": a["interval"][1], "spread": 0.0, "scorer": UCB,
+                "hypernet_score": pool[i][first]["score"], **a} for i, a in ann.items()}
     write_jsonl(run.ranking_path(UCB), rows.values())
     return rows

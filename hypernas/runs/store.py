@@ -31,7 +31,7 @@ from typing import Any, Iterable, Iterator
 from ..errors import HypernasError
 
 __all__ = ["Run", "RunError", "DEFAULT_ROOT", "runs_root", "read_jsonl", "append_jsonl",
-           "write_jsonl", "write_json", "run_lock", "lock_holder"]
+           "write_jsonl", "write_json", "write_text", "run_lock", "lock_holder"]
 
 DEFAULT_ROOT = Path("runs")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -135,16 +135,20 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Replace a JSON file with ``obj`` atomically (a kill leaves the old file or the new)."""
+def write_text(path: Path, text: str) -> None:
+    """Replace a file with ``text`` atomically (a kill leaves the old file or the new)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, json.dumps(obj, indent=1) + "\n")
+    _write_atomic(path, text)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Replace a JSON file with ``obj`` atomically."""
+    write_text(path, json.dumps(obj, indent=1) + "\n")
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    """Replace a JSONL file with ``rows`` atomically (a kill leaves the old file or the new)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
+    """Replace a JSONL file with ``rows`` atomically."""
+    write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def append_jsonl(path: Path, row: dict[str, Any]) -> None:

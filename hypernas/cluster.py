@@ -2,7 +2,7 @@
 
 Only this module imports Ray, and only inside functions: ``import hypernas`` neither imports nor
 starts Ray. The ranking pool (:mod:`hypernas.ranking.on_ray`) and the refinement trials
-(:mod:`hypernas.refine.on_ray`) both run inside :func:`ray_session`.
+(:mod:`hypernas.refine.on_tune`, Ray Tune experiments) both run inside :func:`ray_session`.
 
 Authentication: recent Ray (2.60 here) turns token auth on for clusters that ``ray.init`` starts.
 A private cluster (no ``address``) is started by this process, so every node inherits its
@@ -53,11 +53,24 @@ def check_workers(workers: int) -> None:
                                "with K >= 1 (or leave it out to rank in this process)")
 
 
+QUIET_TUNE = {
+    # Tune's terminal reporter prints its own tables to stdout even at verbose=0; the legacy
+    # reporter honours verbose=0, and hypernas reports the trials itself
+    "RAY_AIR_NEW_OUTPUT": "0",
+    # a snapshot per trial checkpoint (what a restore after a kill needs) warns when trials
+    # are seconds long
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
+
+
 def default_auth_mode() -> None:
     """Set ``RAY_AUTH_MODE=token`` (Ray's own default for new clusters) where it is unset and Ray
-    is not imported yet: a process-wide setting, so the application calls it (the CLI does)."""
+    is not imported yet, and quiet Ray Tune's own terminal output (:data:`QUIET_TUNE`, where
+    unset): process-wide settings, so the application calls it (the CLI does)."""
     if "ray" not in sys.modules:  # Ray reads the mode once, when imported
         os.environ.setdefault("RAY_AUTH_MODE", "token")
+    for key, value in QUIET_TUNE.items():
+        os.environ.setdefault(key, value)
 
 
 def _import_ray() -> Any:

@@ -216,21 +216,27 @@ def test_processes_opening_a_new_study_at_once_all_get_it(tmp_path):
         assert open_study(Run("t", root=root), create=False).user_attrs["run"] == "t"
 
 
-def test_kill_9_mid_refine_then_rerun_reaches_the_trial_count(runs):
-    run = Run("t", root=runs)
-    argv = [sys.executable, "-m", "hypernas", "refine", "t", "--top", "2", "--trials", "4",
-            "--max-epochs", "4"]
+def _kill_9_after_a_trial(runs: Path, argv: list[str]) -> None:
+    """Run ``hypernas ARGV`` and SIGKILL it as soon as its first trial has finished."""
     log = runs / "refine.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, env={**os.environ, "HYPERNAS_RUNS": str(runs)},
+        proc = subprocess.Popen([sys.executable, "-m", "hypernas", *argv],
+                                env={**os.environ, "HYPERNAS_RUNS": str(runs)},
                                 stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180
     # watched read-only: opening the study here would race the refinement's own creation of it
-    while time.monotonic() < deadline and not _finished(run) and proc.poll() is None:
+    while time.monotonic() < deadline and not _finished(Run("t", root=runs)) \
+            and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, f"refine exited early:\n{log.read_text()}"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def test_kill_9_mid_refine_then_rerun_reaches_the_trial_count(runs):
+    run = Run("t", root=runs)
+    _kill_9_after_a_trial(runs, ["refine", "t", "--top", "2", "--trials", "4",
+                                 "--max-epochs", "4"])
     finished = open_study(run, create=False).get_trials(states=DONE)
     assert finished, "no trial finished in 180 s"
     assert main(["refine", "t", "--top", "2", "--trials", "4", "--max-epochs", "4"]) == 0
@@ -239,6 +245,33 @@ def test_kill_9_mid_refine_then_rerun_reaches_the_trial_count(runs):
     assert len(done) == 4 and done[0].number == finished[0].number
     assert done[0].value == finished[0].value                       # kept, not redone
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="kills the driver mid-trial")
+def test_kill_9_mid_tune_refine_then_rerun_restores_the_experiment(runs):
+    pytest.importorskip("ray")
+    run = Run("t", root=runs)
+    argv = ["refine", "t", "--top", "2", "--trials", "6", "--max-epochs", "3", "--workers", "2"]
+    _kill_9_after_a_trial(runs, argv)
+    before = open_study(run, create=False).trials
+    running = {t.number for t in before if t.state == optuna.trial.TrialState.RUNNING}
+    assert running and not (runs / "t" / "tune" / "refine-1" / "finished").exists()
+    assert main(argv) == 0
+    # the same experiment went on (no refine-2); each trial it had saved finished under its own
+    # number, one asked after its last snapshot was failed and queued again with its parameters
+    assert sorted(p.name for p in (runs / "t" / "tune").iterdir()) == ["refine-1"]
+    trials = open_study(run, create=False).trials
+    assert len([t for t in trials if t.state in DONE]) == 6
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    for n in running:  # (a kill inside the searcher's define-by-run leaves part of them)
+        retried = [t for t in trials if t.user_attrs.get("retry_of") == n]
+        assert trials[n].state in DONE or (
+            trials[n].state == optuna.trial.TrialState.FAIL and retried
+            and trials[n].params.items() <= retried[0].params.items())
+    assert any(trials[n].state in DONE for n in running)  # restored, not only re-queued
+    for t in before:
+        if t.state in DONE:
+            assert trials[t.number].value == t.value  # kept, not redone
 
 
 def test_refuses_another_runs_study_and_a_running_refinement(runs, capsys, hold_run_lock):
@@ -339,15 +372,20 @@ def test_trials_on_ray_workers_fill_the_same_study(runs, capsys):
         assert len(t.intermediate_values) >= 1 and t.user_attrs["recipe"]["epochs"] >= 1
         if t.state == optuna.trial.TrialState.COMPLETE:
             assert run.refined_weights_path(t.number).exists()
+    # Tune's experiment is in the run folder, its trials named by the study's numbers
+    folders = sorted(p.name for p in (runs / "t" / "tune" / "refine-1").glob("trial-*"))
+    assert sorted(int(name.split("-")[1]) for name in folders) == sorted(t.number for t in trials)
+    assert (runs / "t" / "tune" / "refine-1" / "finished").exists()
     assert main(["export", "t", "--out", str(runs / "x"), "--format", "safetensors"]) == 0
     assert hn.load(runs / "x") is not None
-    # keep_going stops the Ray loop like the deadline does: the call's first trial still runs
+    # keep_going stops Tune's searcher like the deadline does: the call's first trial still runs
     from hypernas.refine import RefineConfig, refine_run
     from hypernas.ranking import load_run
 
     cfg = RefineConfig(top=2, trials=8, max_epochs=1, seed=0)
     study = refine_run(load_run(run), cfg, workers=2, keep_going=lambda study: False)
     assert len(study.get_trials(states=DONE)) == 5
+    assert (runs / "t" / "tune" / "refine-2" / "finished").exists()  # a new call, a new one
 
 
 def _kill_first_trial_process(stop: threading.Event, killed: list[int]) -> None:
@@ -359,7 +397,7 @@ def _kill_first_trial_process(stop: threading.Event, killed: list[int]) -> None:
                 title = (proc / "cmdline").read_bytes().split(b"\0")[0]
             except OSError:
                 continue
-            if proc.name.isdigit() and title.startswith(b"ray::_train_on_worker"):
+            if proc.name.isdigit() and title.startswith(b"ray::ImplicitFunc"):
                 os.kill(int(proc.name), signal.SIGKILL)
                 killed.append(int(proc.name))
                 return
@@ -383,12 +421,15 @@ def test_a_worker_killed_mid_trial_is_retried_and_the_study_completes(runs):
         stop.set()
         killer.join()
     assert killed, "no trial process was seen to kill"
-    failed = study.get_trials(states=(optuna.trial.TrialState.FAIL,))
-    retried = [t for t in study.trials if "retry_of" in t.user_attrs]
-    assert len(failed) == 1 and len(retried) == 1
-    assert retried[0].user_attrs["retry_of"] == failed[0].number
-    assert retried[0].params == failed[0].params and retried[0].state in DONE
-    assert len(study.get_trials(states=DONE)) == 3
+    # Tune restarted the lost trial (from its last epoch's checkpoint, if it had one) under the
+    # same study trial: nothing failed, nothing was queued again
+    assert not study.get_trials(states=(optuna.trial.TrialState.FAIL,))
+    assert not [t for t in study.trials if "retry_of" in t.user_attrs]
+    assert len(study.trials) == 3 and len(study.get_trials(states=DONE)) == 3
+    for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        epochs = [row["epoch"] for row in t.user_attrs["history"]]
+        assert epochs == list(range(1, t.params["epochs"] + 1))
+        assert Run("t", root=runs).refined_weights_path(t.number).exists()
 
 
 def test_the_study_never_prunes_on_the_first_epoch(runs):
@@ -406,13 +447,66 @@ def test_the_study_never_prunes_on_the_first_epoch(runs):
     assert trial.should_prune()
 
 
-def test_the_median_rule():
-    from hypernas.refine.on_ray import _median_rule
+def test_a_trial_tunes_scheduler_stopped_is_recorded_pruned_with_its_curve(runs):
+    pytest.importorskip("ray")
+    from hypernas.ranking import load_run
+    from hypernas.refine import RefineConfig
+    from hypernas.refine.on_tune import RunSearch, _Call, _registered
+    from hypernas.runs.rankings import ranked_rows
 
-    table = {1: [0.5, 0.6, 0.7], 2: [0.6, 0.7, 0.8]}
-    assert not _median_rule(table, 1, 0.1)          # never after the first epoch
-    assert _median_rule(table, 2, 0.65) and not _median_rule(table, 2, 0.75)
-    assert not _median_rule({2: [0.9, 0.9]}, 2, 0.1)  # fewer than 3 finished trials
+    run = Run("t", root=runs)
+    loaded, cfg = load_run(run), RefineConfig(top=2, trials=3, max_epochs=3, seed=0)
+    reported = []
+    call = _Call(loaded, cfg, ranked_rows(run, None), report_trial=lambda s, t: reported.append(t))
+    with _registered(run, call):
+        search = RunSearch(run, cfg.seed)
+        configs = [search.suggest(k) for k in ("a", "b")]
+        # the ranking's top two are seeded first, in rank order, with all epochs
+        assert [c["rank"] for c in configs] == [1, 2] and configs[0]["epochs"] == 3
+        assert configs[0]["weights"].endswith(f"trial_{configs[0]['number']}.safetensors")
+        row = {"epoch": 1, "val_acc": 0.5, "val_loss": 1.0, "train_loss": 1.2, "seconds": 1.0}
+        search.on_trial_result("a", row)
+        search.on_trial_result("a", {**row, "epoch": 2, "val_acc": 0.6})
+        search.on_trial_complete("a", {**row, "epoch": 2, "val_acc": 0.6})  # stopped at 2 of 3
+        for epoch in (1, 2, 3):
+            search.on_trial_result("b", {**row, "epoch": epoch})
+        search.on_trial_complete("b", {**row, "epoch": 3})
+        assert search.suggest("c") is not None  # one more to reach 3 finished
+        assert search.suggest("d") is None  # 2 finished + 1 running: wait, it may fail
+        search.on_trial_complete("c", error=True)
+        assert search.suggest("e") is not None  # the failed one is replaced
+    study = open_study(run, create=False)
+    a, b = (study.trials[c["number"]] for c in configs)
+    assert a.state == optuna.trial.TrialState.PRUNED and a.intermediate_values == {1: 0.5, 2: 0.6}
+    assert [r["epoch"] for r in a.user_attrs["history"]] == [1, 2]
+    assert b.state == optuna.trial.TrialState.COMPLETE and b.value == 0.5
+    assert study.trials[b.number + 1].state == optuna.trial.TrialState.FAIL
+    assert [t.number for t in reported] == [a.number, b.number, b.number + 1]
+
+
+def test_the_searcher_stops_asking_once_the_time_is_up(runs):
+    pytest.importorskip("ray")
+    from ray.tune.search import Searcher
+
+    from hypernas.ranking import load_run
+    from hypernas.refine import RefineConfig
+    from hypernas.refine.on_tune import RunSearch, _Call, _registered
+    from hypernas.runs.rankings import ranked_rows
+
+    run = Run("t", root=runs)
+    loaded, cfg = load_run(run), RefineConfig(top=2, trials=5, max_epochs=1, seed=0)
+    call = _Call(loaded, cfg, ranked_rows(run, None), in_time=lambda study: False)
+    with _registered(run, call):
+        search = RunSearch(run, cfg.seed)
+        assert search.suggest("a") is not None  # a call's first trial runs whatever the time
+        assert search.suggest("b") == Searcher.FINISHED and call.done
+
+
+def test_scheduler_needs_workers(runs, capsys):
+    assert main(["refine", "t", "--scheduler", "asha"]) == 2
+    assert "--scheduler chooses Ray Tune's early stopping: it needs --workers" in \
+        capsys.readouterr().err
+
 
 
 def test_the_search_ranks_as_many_candidates_as_its_share_of_the_time_holds(runs, monkeypatch):
@@ -504,7 +598,7 @@ def test_the_search_screens_as_far_down_the_ranking_as_the_budget_goes_unless_to
 def test_finalists_on_workers_are_planned_in_waves(runs, monkeypatch):
     # two finalists that each take m minutes: one after another they need 2m, on two workers m;
     # a budget with 1.5m left trains one in this process and both on two workers
-    import hypernas.refine.on_ray as refine_ray
+    import hypernas.refine.on_tune as refine_tune
     from hypernas.search.pipeline import (EXPORT_RESERVE_MIN, SearchConfig, _fit_finalists,
                                           screen_order)
     from hypernas.search.timing import minutes, pace_of
@@ -520,14 +614,14 @@ def test_finalists_on_workers_are_planned_in_waves(runs, monkeypatch):
     budget = 10.0 + EXPORT_RESERVE_MIN + 1.5 * m
     calls = []
 
-    def fit_on_ray(loaded, numbers, recipe, warm_start, workers, address, on_fitted):
+    def fit_on_tune(loaded, numbers, recipe, warm_start, workers, address, on_fitted):
         calls.append((list(numbers), workers))
         rows = [fit_candidate(loaded, n, recipe, warm_start=warm_start) for n in numbers]
         for row in rows:
             on_fitted(row)
         return rows
 
-    monkeypatch.setattr(refine_ray, "fit_on_ray", fit_on_ray)
+    monkeypatch.setattr(refine_tune, "fit_on_tune", fit_on_tune)
     events = []
     cfg = SearchConfig(budget_minutes=budget, finalists=2, fit_epochs=1, fit_train_size=None,
                        workers=2)
@@ -693,3 +787,37 @@ def test_a_corrupted_study_or_a_full_disk_is_one_line_and_keeps_what_was_written
     err = capsys.readouterr().err
     assert "No space left on device; free space" in err and "Traceback" not in err
     assert Run("t", root=runs).ranking_path("hypernet").read_text() == ranking
+
+
+def test_a_training_resumed_from_its_state_ends_as_if_it_never_stopped():
+    from hypernas.refine import TrainConfig, prepare_dataset, train_network
+
+    cfg = TrainConfig(epochs=3, train_size=300, resolution=None, seed=1)
+    data = prepare_dataset(load_dataset("digits"), cfg)
+    space = hn.load_space("mlp", input_shape=data.input_shape, max_depth=2)
+    torch.manual_seed(0)
+    whole = hn.Network(space.sample(0).graph)
+    resumed = hn.Network(space.sample(0).graph)
+    resumed.load_state_dict(whole.state_dict())
+    straight = train_network(whole, data.train, data.val, cfg)
+
+    states = []
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_one(row):
+        raise Stop
+
+    with pytest.raises(Stop):  # killed after the first epoch, its state kept
+        train_network(resumed, data.train, data.val, cfg, on_epoch=stop_after_one,
+                      on_state=states.append)
+    assert states[-1]["epoch"] == 1 and len(states[-1]["history"]) == 1
+    again = train_network(resumed, data.train, data.val, cfg, state=states[-1])
+    assert [r["epoch"] for r in again.history] == [1, 2, 3]
+    assert again.val_acc == straight.val_acc
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    with pytest.raises(HypernasError, match="does not resume"):
+        train_network(resumed, data.train, data.val, TrainConfig(epochs=1, resolution=None),
+                      state={**states[-1], "epoch": 2})

@@ -196,8 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ranking", metavar="LABEL", help="which ranking (default: hypernet)")
     _add_budget_args(p, "ranked candidates and mutants")
     p.add_argument("--workers", type=int, metavar="W",
-                   help="train W trials at once on Ray (a private local Ray unless --address)")
+                   help="train W trials at once as a Ray Tune experiment in runs/RUN/tune/ "
+                        "(a private local Ray unless --address)")
     p.add_argument("--address", metavar="HOST:PORT", help="a running Ray cluster (with --workers)")
+    p.add_argument("--scheduler", choices=("median", "asha"),
+                   help="with --workers: Tune's early stopping, the median stopping rule "
+                        "(default) or ASHA")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
     p.set_defaults(func=cmd_refine)

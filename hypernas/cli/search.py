@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..errors import HypernasError
 from ._common import _check_ray_args, _console, _parse_setting
 
 __all__ = ["cmd_export", "cmd_refine", "cmd_search"]
@@ -20,7 +21,11 @@ def cmd_refine(args: argparse.Namespace) -> int:
                        mutations=args.mutations, warm_start=not args.random_init,
                        ranking=args.ranking, budget_minutes=args.budget, seed=args.seed,
                        max_params=args.max_params, max_macs=args.max_macs,
-                       max_latency_ms=args.max_latency_ms, latency_runtime=args.latency_runtime)
+                       max_latency_ms=args.max_latency_ms, latency_runtime=args.latency_runtime,
+                       **({"scheduler": args.scheduler} if args.scheduler else {}))
+    if args.scheduler and not args.workers:
+        raise HypernasError("--scheduler chooses Ray Tune's early stopping: it needs --workers W "
+                            "(in this process Optuna's median pruner stops trials)")
     loaded = load_run(Run(args.run))
     console = _console()
 

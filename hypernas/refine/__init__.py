@@ -30,7 +30,7 @@ study continues to the requested number of finished trials.
     plan.py      RefineConfig; a trial's candidate and recipe from its parameters
     fit.py       a trial's starting weights; a chosen candidate trained again (fit_candidate)
     optimize.py  refine_run: the study optimised in this process
-    on_ray.py    the same trials, and several fits, on Ray workers (imported on demand)
+    on_tune.py   the same trials, and several fits, as Ray Tune experiments (imported on demand)
 """
 
 from .fit import fit_candidate, initial_network

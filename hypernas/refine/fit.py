@@ -3,7 +3,7 @@
 :func:`initial_network` builds a trial's network from the hypernetwork's predicted weights (or
 random ones). :func:`fit_candidate` trains the candidate of a finished trial again (all epochs,
 no pruning) and records it in the same study as a finished trial marked ``fit_of``; ``hypernas
-search`` ends with it. Several at once on Ray workers: :func:`hypernas.refine.on_ray.fit_on_ray`.
+search`` ends with it. Several at once on Ray workers: :func:`hypernas.refine.on_tune.fit_on_tune`.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def fit_candidate(loaded: LoadedRun, trial_number: int, recipe: TrainConfig,
     no pruning) and record it as a finished trial of the run's study, weights included, marked
     by the user attribute ``fit_of``; returns that trial's row (as :func:`best_refined` gives
     one). Nothing is recorded until training ends, so a killed fit is re-run whole. Several at
-    once on Ray workers: :func:`hypernas.refine.on_ray.fit_on_ray`."""
+    once on Ray workers: :func:`hypernas.refine.on_tune.fit_on_tune`."""
     run = loaded.run
     with run_lock(run):
         study = open_study(run)

@@ -31,9 +31,10 @@ def refine_run(loaded: LoadedRun, cfg: RefineConfig,
                keep_going: Callable[[optuna.Study], bool] | None = None) -> optuna.Study:
     """Run (or continue) the run's refinement study until ``cfg.trials`` trials have finished or
     ``cfg.budget_minutes`` have passed (no trial starts after that, running ones finish, and at
-    least one trial runs per call); with ``workers`` > 1, that many trials train at once on Ray
-    (see :func:`hypernas.refine.on_ray.optimize_on_ray`). ``keep_going(study)``, when given, is
-    asked before each further trial starts, and ``False`` stops the study like the deadline."""
+    least one trial runs per call); with ``workers`` > 1, that many trials train at once, as a
+    Ray Tune experiment (see :func:`hypernas.refine.on_tune.optimize_on_tune`).
+    ``keep_going(study)``, when given, is asked before each further trial starts, and ``False``
+    stops the study like the deadline."""
     deadline = (time.monotonic() + 60 * cfg.budget_minutes if cfg.budget_minutes is not None
                 else math.inf)
 
@@ -51,7 +52,6 @@ def refine_run(loaded: LoadedRun, cfg: RefineConfig,
     hnet = warm_start_hypernet(loaded, cfg.warm_start)
     with run_lock(run):
         study = open_study(run, cfg.seed)
-        recover_trials(run, study)
 
         def report_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             if on_trial is not None:
@@ -59,11 +59,12 @@ def refine_run(loaded: LoadedRun, cfg: RefineConfig,
                           "value": trial.value, "finished": finished(study), "of": cfg.trials,
                           **trial.params, **trial.user_attrs})
 
-        if workers is not None and workers > 1:
-            from .on_ray import optimize_on_ray
+        if workers is not None and workers > 1:  # recovers (or restores) trials itself
+            from .on_tune import optimize_on_tune
 
-            optimize_on_ray(loaded, study, rows, cfg, workers, address, report_trial, in_time)
+            optimize_on_tune(loaded, study, rows, cfg, workers, address, report_trial, in_time)
             return study
+        recover_trials(run, study)
 
         def objective(trial: optuna.Trial) -> float:
             cand, recipe = plan_trial(trial, loaded, rows, cfg)

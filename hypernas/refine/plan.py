@@ -39,6 +39,7 @@ class RefineConfig:
     ranking: str | None = None  # which ranking (default: hypernet, else the run's first)
     budget_minutes: float | None = None  # no new trial starts after this long (None: no limit)
     prune: bool = True  # stop trials whose accuracy falls below the median after epoch 2+
+    scheduler: str = "median"  # with Ray workers, Tune's early stopping: "median" or "asha"
     seed: int = 0  # sampler, weight init, batch order
     max_params: int | None = None  # only candidates within these (ranked bases and mutants)
     max_macs: int | None = None
@@ -56,6 +57,8 @@ class RefineConfig:
                                     f"{getattr(self, key)}")
         if self.mutations < 0:
             raise HypernasError(f"--mutations must be 0 or more, got {self.mutations}")
+        if self.scheduler not in ("median", "asha"):
+            raise HypernasError(f"--scheduler must be median or asha, got {self.scheduler!r}")
         if self.budget_minutes is not None and self.budget_minutes <= 0:
             raise HypernasError(f"--budget must be positive minutes, got {self.budget_minutes}")
         self.budget  # refuses a limit that is not a positive number

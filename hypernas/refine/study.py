@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Collection
 
 import optuna
 
@@ -25,8 +25,8 @@ from ..graphs.network import Network
 from ..runs.store import Run, RunError
 from ..runs.store import run_lock as store_lock
 
-__all__ = ["STUDY", "StudyError", "open_study", "run_lock", "recover_trials", "finished",
-           "completed", "refined_rows", "trial_row", "best_refined", "state_bytes",
+__all__ = ["STUDY", "StudyError", "storage_url", "open_study", "run_lock", "recover_trials",
+           "finished", "completed", "refined_rows", "trial_row", "best_refined", "state_bytes",
            "save_weights"]
 
 STUDY = "refine"
@@ -36,7 +36,8 @@ class StudyError(HypernasError, ValueError):
     """The study cannot be used: another run's file, a refinement already running, no trials."""
 
 
-def _storage_url(run: Run) -> str:
+def storage_url(run: Run) -> str:
+    """The SQLAlchemy URL of the run's study file (what ``optuna`` and its dashboard open)."""
     return f"sqlite:///{run.study_path.resolve()}"
 
 
@@ -52,7 +53,7 @@ def _create_study(run: Run, seed: int, attempts: int = 6) -> optuna.Study:
     for attempt in range(attempts):
         try:
             return optuna.create_study(
-                study_name=STUDY, storage=_storage_url(run), direction="maximize",
+                study_name=STUDY, storage=storage_url(run), direction="maximize",
                 load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=seed),
                 # steps are epochs counted from 1: no pruning on the first epoch's accuracy,
                 # which at the peak learning rate swings by tens of points (Optuna prunes at
@@ -90,13 +91,16 @@ def run_lock(run: Run) -> AbstractContextManager[None]:
     return store_lock(run, "refine", "refined")
 
 
-def recover_trials(run: Run, study: optuna.Study) -> int:
+def recover_trials(run: Run, study: optuna.Study, keep: Collection[int] = ()) -> int:
     """Mark trials left RUNNING by a killed refinement failed and queue their parameters again,
     and queue again the trials an interrupt (Ctrl-C, SIGTERM) failed; each is retried once.
-    Only called while holding the run's refinement lock, so no live process owns them."""
-    storage = optuna.storages.get_storage(_storage_url(run))
+    Only called while holding the run's refinement lock, so no live process owns them; the
+    trials numbered in ``keep`` are left running (a restored Tune experiment goes on with
+    them)."""
+    storage = optuna.storages.get_storage(storage_url(run))
     study_id = storage.get_study_id_from_name(STUDY)
-    stuck = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    stuck = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+             if t.number not in keep]
     for trial in stuck:
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)

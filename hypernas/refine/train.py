@@ -91,11 +91,18 @@ def evaluate(net: nn.Module, split: Split, batch_size: int = 500,
 
 
 def train_network(net: nn.Module, train: Split, val: Split, cfg: TrainConfig,
-                  on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+                  on_epoch: Callable[[dict[str, float]], None] | None = None,
+                  state: Mapping[str, Any] | None = None,
+                  on_state: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Train ``net`` in place on ``train`` with the recipe ``cfg``; evaluate on ``val`` each epoch.
 
     ``on_epoch`` receives each epoch's row (epoch, train_loss, val_acc, val_loss); an exception
     it raises (e.g. a pruner's) stops training and propagates. Non-finite losses skip the step.
+
+    ``on_state``, called after each epoch before ``on_epoch``, receives what resumes the training
+    from that point: ``{"epoch", "optimizer", "scheduler", "history"}`` (the weights are
+    ``net``'s own). Given back as ``state`` with ``net`` holding those weights, training goes on
+    from the next epoch with the same batches and schedule as if it had never stopped.
     """
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise HypernasError(f"epochs and batch_size must be >= 1, got {cfg.epochs}, {cfg.batch_size}")
@@ -106,8 +113,16 @@ def train_network(net: nn.Module, train: Split, val: Split, cfg: TrainConfig,
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
                           weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    start, history = time.perf_counter(), []
-    for epoch in range(cfg.epochs):
+    start, history, first = time.perf_counter(), [], 0
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        history, first = [dict(row) for row in state["history"]], int(state["epoch"])
+        if not 0 < first <= cfg.epochs or len(history) != first:
+            raise HypernasError(f"a training state at epoch {first} with {len(history)} rows "
+                                f"does not resume a {cfg.epochs}-epoch recipe")
+        start -= history[-1]["seconds"]
+    for epoch in range(first, cfg.epochs):
         net.train()
         total, count = 0.0, 0
         for x, y in subset.batches(cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch):
@@ -126,6 +141,9 @@ def train_network(net: nn.Module, train: Split, val: Split, cfg: TrainConfig,
         row = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_acc": val_acc,
                "val_loss": val_loss, "seconds": now - start, "eval_seconds": now - evaluating}
         history.append(row)
+        if on_state is not None:
+            on_state({"epoch": epoch + 1, "optimizer": opt.state_dict(),
+                      "scheduler": sched.state_dict(), "history": [dict(r) for r in history]})
         if on_epoch is not None:
             on_epoch(row)
     last = history[-1]

@@ -90,6 +90,11 @@ class Run:
     def refine_lock_path(self) -> Path:
         return self.path / "refine.lock"
 
+    @property
+    def tune_dir(self) -> Path:
+        """Ray Tune's experiment folders of refinements run on workers."""
+        return self.path / "tune"
+
     def refined_weights_path(self, trial: int) -> Path:
         """Weights of finished refinement trial ``trial``."""
         return self.path / "refined" / f"trial_{trial}.safetensors"

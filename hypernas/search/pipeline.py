@@ -257,7 +257,7 @@ def _fit_many(loaded: LoadedRun, cfg: SearchConfig, recipe: TrainConfig,
               event: Callable) -> dict[int, optuna.trial.FrozenTrial]:
     """The ``chosen`` finalists (place, screen) trained at once on Ray workers; their fit
     trials by screen number."""
-    from ..refine.on_ray import fit_on_ray
+    from ..refine.on_tune import fit_on_tune
 
     screens = {screen.number: (place, screen) for place, screen in chosen}
 
@@ -266,8 +266,8 @@ def _fit_many(loaded: LoadedRun, cfg: SearchConfig, recipe: TrainConfig,
         event("fitted", id=row["id"], place=place, screen_acc=screen.value,
               val_acc=row["val_acc"])
 
-    rows = fit_on_ray(loaded, list(screens), recipe, warm_start=cfg.fit_warm_start,
-                      workers=cfg.workers, address=cfg.address, on_fitted=fitted)
+    rows = fit_on_tune(loaded, list(screens), recipe, warm_start=cfg.fit_warm_start,
+                       workers=cfg.workers, address=cfg.address, on_fitted=fitted)
     trials = open_study(loaded.run, cfg.seed).trials
     return {row["fit_of"]: trials[row["trial"]] for row in rows}
 

@@ -1,11 +1,11 @@
-"""Refinement trials trained many at once on Ray workers (``hypernas refine --workers W``).
+"""The hand-written Ray loop that ran refinement trials before Ray Tune did (issue #19).
 
-This process keeps the Optuna study and asks for trials; each Ray worker trains one trial with
-:func:`train_trial` (one torch thread) and sends back its per-epoch history and weights. The
-median rule of the in-process pruner is applied on the worker from the finished trials'
-accuracies sent with the trial. :func:`fit_on_ray` trains several chosen candidates again with
-a longer recipe the same way (``hypernas search --workers W`` trains its finalists at once).
-Imported only when W > 1, so Ray stays optional.
+Removed from the package (``hypernas/refine/on_ray.py``) when ``hypernas refine --workers``
+moved to Ray Tune (``hypernas/refine/on_tune.py``); kept here unchanged apart from its imports,
+and without its finalist fits, only as the baseline ``benchmarks/refine_on_tune.py`` measures
+Tune against. This process keeps the Optuna study and asks for trials; each Ray worker trains
+one trial and sends back its per-epoch history and weights; the median rule of the in-process
+pruner is applied on the worker from the finished trials' accuracies sent with the trial.
 """
 
 from __future__ import annotations
@@ -16,24 +16,15 @@ from typing import Any, Callable, Sequence
 import optuna
 import torch
 
-from ..cluster import lost_errors, ray_session
-from ..hypernet.trainer import checkpoint_from_bytes
-from ..ranking.run import LoadedRun, RunConfig, materialise, portable_config
-from .fit import fit_source, initial_network, record_fit
-from .plan import RefineConfig, plan_trial, seed_next
-from .study import (
-    StudyError,
-    completed,
-    finished,
-    open_study,
-    run_lock,
-    save_weights,
-    state_bytes,
-    trial_row,
-)
-from .train import TrainConfig, train_network
+from hypernas.cluster import lost_errors, ray_session
+from hypernas.hypernet.trainer import checkpoint_from_bytes
+from hypernas.ranking.run import LoadedRun, RunConfig, materialise, portable_config
+from hypernas.refine.fit import initial_network
+from hypernas.refine.plan import RefineConfig, plan_trial, seed_next
+from hypernas.refine.study import StudyError, completed, finished, save_weights, state_bytes
+from hypernas.refine.train import TrainConfig, train_network
 
-__all__ = ["fit_on_ray", "optimize_on_ray", "train_trial"]
+__all__ = ["optimize_on_ray", "train_trial"]
 
 
 def _median_rule(table: dict[int, list[float]], epoch: int, value: float) -> bool:
@@ -49,7 +40,8 @@ def train_trial(config: dict[str, Any], checkpoint: bytes | None, encoding: str,
     (``checkpoint``) or random weights; ``history``, ``pruned`` and the weights' bytes back."""
     cfg = RunConfig.from_dict(config)
     space, data = materialise(cfg)
-    hnet = checkpoint_from_bytes(checkpoint, cfg.hypernet).eval() if checkpoint is not None else None
+    hnet = (checkpoint_from_bytes(checkpoint, cfg.hypernet).eval() if checkpoint is not None
+            else None)
     net = initial_network(space.replay(encoding), hnet)
     history: list[dict[str, float]] = []
 
@@ -94,8 +86,8 @@ def optimize_on_ray(loaded: LoadedRun, study: optuna.Study, rows: Sequence[dict[
     checkpoint = loaded.run.checkpoint_path.read_bytes() if cfg.warm_start else None
     with ray_session(address, workers) as ray:
         remote = ray.remote(num_cpus=1, max_retries=0)(_train_on_worker)
-        config, blob, lost = ray.put(portable_config(loaded.config.to_dict())), ray.put(checkpoint), \
-            lost_errors(ray)
+        config = ray.put(portable_config(loaded.config.to_dict()))
+        blob, lost = ray.put(checkpoint), lost_errors(ray)
         running: dict[Any, optuna.Trial] = {}
         tries: dict[int, int] = {}
         asked = False  # the first trial of this call is asked whatever the deadline
@@ -136,50 +128,3 @@ def optimize_on_ray(loaded: LoadedRun, study: optuna.Study, rows: Sequence[dict[
                 save_weights(loaded.run, trial.number, out["weights"])
                 study.tell(trial, out["history"][-1]["val_acc"])
             report_trial(study, study.trials[trial.number])
-
-
-def fit_on_ray(loaded: LoadedRun, trial_numbers: Sequence[int], recipe: TrainConfig,
-               warm_start: bool = False, workers: int = 2, address: str | None = None,
-               on_fitted: Callable[[dict[str, Any]], None] | None = None,
-               retries: int = 3) -> list[dict[str, Any]]:
-    """:func:`hypernas.refine.fit.fit_candidate` for several finished trials at once, one Ray worker
-    each: every fit is recorded in the study as soon as it ends (``on_fitted(row)`` is told),
-    so a kill keeps the finished ones; a fit whose worker is lost is started again. Returns the
-    fits' rows in the order of ``trial_numbers``."""
-    run = loaded.run
-    rows: dict[int, dict[str, Any]] = {}
-    with run_lock(run):
-        study = open_study(run)
-        numbers = list(dict.fromkeys(trial_numbers))  # each once, in order
-        sources = [fit_source(run, study, n) for n in numbers]
-        checkpoint = run.checkpoint_path.read_bytes() if warm_start else None
-        with ray_session(address, workers) as ray:
-            remote = ray.remote(num_cpus=1, max_retries=0)(_train_on_worker)
-            config, blob, lost = ray.put(portable_config(loaded.config.to_dict())), \
-                ray.put(checkpoint), lost_errors(ray)
-
-            def start(source: optuna.trial.FrozenTrial) -> Any:
-                return remote.remote(config, blob, source.user_attrs["encoding"],
-                                     recipe.to_dict(), {})  # no table: a fit is never pruned
-
-            running = {start(source): source for source in sources}
-            tries: dict[int, int] = {}
-            while running:
-                (ref,), _ = ray.wait(list(running), num_returns=1)
-                source = running.pop(ref)
-                try:
-                    out = ray.get(ref)
-                except lost as err:
-                    tries[source.number] = tries.get(source.number, 0) + 1
-                    if tries[source.number] > retries:
-                        raise StudyError(f"the fit of trial {source.number} lost its worker "
-                                         f"{tries[source.number]} times ({err}); check "
-                                         "`ray status`") from None
-                    running[start(source)] = source
-                    continue
-                number = record_fit(run, study, source, recipe, warm_start, out["history"],
-                                     out["weights"])
-                rows[source.number] = trial_row(run, number)
-                if on_fitted is not None:
-                    on_fitted(rows[source.number])
-    return [rows[n] for n in numbers]

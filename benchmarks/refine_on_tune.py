@@ -40,6 +40,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import optuna  # noqa: E402
+
 from hypernas.cli import main  # noqa: E402
 from hypernas.cluster import QUIET_TUNE  # noqa: E402
 from hypernas.ranking import load_run  # noqa: E402
@@ -134,9 +136,13 @@ def report() -> None:
 
 
 def run_benchmark(seeds: list[int], variants: list[str], minutes: float, workers: int) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     for key, value in QUIET_TUNE.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("RAY_AUTH_MODE", "token")
+    # the loop's remote function lives in benchmarks/hand_loop.py: Ray's workers import it
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(Path(__file__).parent.resolve()), os.environ.get("PYTHONPATH")) if p)
     root = Path(os.environ.get("HYPERNAS_RUNS", "runs"))
     base = base_run(root)
     summary = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}

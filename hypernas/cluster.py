@@ -57,9 +57,6 @@ QUIET_TUNE = {
     # Tune's terminal reporter prints its own tables to stdout even at verbose=0; the legacy
     # reporter honours verbose=0, and hypernas reports the trials itself
     "RAY_AIR_NEW_OUTPUT": "0",
-    # a snapshot per trial checkpoint (what a restore after a kill needs) warns when trials
-    # are seconds long
-    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
 }
 
 

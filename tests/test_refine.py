@@ -216,17 +216,38 @@ def test_processes_opening_a_new_study_at_once_all_get_it(tmp_path):
         assert open_study(Run("t", root=root), create=False).user_attrs["run"] == "t"
 
 
-def _kill_9_after_a_trial(runs: Path, argv: list[str]) -> None:
-    """Run ``hypernas ARGV`` and SIGKILL it as soon as its first trial has finished."""
+def _tune_snapshot_holds_a_running_trial(run: Run) -> bool:
+    """Whether Tune's last snapshot in the run folder holds a trial that has reported an epoch
+    and that the study still has running (so a restore has something to resume)."""
+    states = sorted(run.tune_dir.glob("refine-1/experiment_state-*.json"))
+    if not states or not run.study_path.exists():
+        return False
+    try:
+        trials = [json.loads(t[0]) | json.loads(t[1])
+                  for t in json.loads(states[-1].read_text())["trial_data"]]
+        with sqlite3.connect(f"file:{run.study_path}?mode=ro", uri=True) as db:
+            running = {n for (n,) in db.execute("SELECT number FROM trials "
+                                                "WHERE state = 'RUNNING'")}
+    except (OSError, ValueError, KeyError, sqlite3.Error):  # being written
+        return False
+    return any(t["status"] == "RUNNING" and t["last_result"].get("epoch")
+               and t["config"]["number"] in running for t in trials)
+
+
+def _kill_9_after_a_trial(runs: Path, argv: list[str], reporting: bool = False) -> None:
+    """Run ``hypernas ARGV`` and SIGKILL it as soon as its first trial has finished (and, with
+    ``reporting``, Tune's snapshot holds a running trial that has reported an epoch; Tune
+    snapshots its experiment every half second here instead of every 10 s or more)."""
     log = runs / "refine.log"
+    env = {**os.environ, "HYPERNAS_RUNS": str(runs), "TUNE_GLOBAL_CHECKPOINT_S": "0.5"}
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "hypernas", *argv],
-                                env={**os.environ, "HYPERNAS_RUNS": str(runs)},
+        proc = subprocess.Popen([sys.executable, "-m", "hypernas", *argv], env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180
     # watched read-only: opening the study here would race the refinement's own creation of it
-    while time.monotonic() < deadline and not _finished(Run("t", root=runs)) \
-            and proc.poll() is None:
+    run = Run("t", root=runs)
+    while time.monotonic() < deadline and proc.poll() is None and not (
+            _finished(run) and (not reporting or _tune_snapshot_holds_a_running_trial(run))):
         time.sleep(0.05)
     assert proc.poll() is None, f"refine exited early:\n{log.read_text()}"
     os.kill(proc.pid, signal.SIGKILL)
@@ -251,8 +272,8 @@ def test_kill_9_mid_refine_then_rerun_reaches_the_trial_count(runs):
 def test_kill_9_mid_tune_refine_then_rerun_restores_the_experiment(runs):
     pytest.importorskip("ray")
     run = Run("t", root=runs)
-    argv = ["refine", "t", "--top", "2", "--trials", "6", "--max-epochs", "3", "--workers", "2"]
-    _kill_9_after_a_trial(runs, argv)
+    argv = ["refine", "t", "--top", "2", "--trials", "6", "--max-epochs", "8", "--workers", "2"]
+    _kill_9_after_a_trial(runs, argv, reporting=True)
     before = open_study(run, create=False).trials
     running = {t.number for t in before if t.state == optuna.trial.TrialState.RUNNING}
     assert running and not (runs / "t" / "tune" / "refine-1" / "finished").exists()
@@ -459,28 +480,35 @@ def test_a_trial_tunes_scheduler_stopped_is_recorded_pruned_with_its_curve(runs)
     reported = []
     call = _Call(loaded, cfg, ranked_rows(run, None), report_trial=lambda s, t: reported.append(t))
     with _registered(run, call):
-        search = RunSearch(run, cfg.seed)
+        search = RunSearch(run, cfg.seed, run.tune_dir / "refine-1")
         configs = [search.suggest(k) for k in ("a", "b")]
         # the ranking's top two are seeded first, in rank order, with all epochs
         assert [c["rank"] for c in configs] == [1, 2] and configs[0]["epochs"] == 3
         assert configs[0]["weights"].endswith(f"trial_{configs[0]['number']}.safetensors")
         row = {"epoch": 1, "val_acc": 0.5, "val_loss": 1.0, "train_loss": 1.2, "seconds": 1.0}
+        kept = run.tune_dir / "refine-1" / f"trial-{configs[0]['number']}-a" / "checkpoint_000001"
+        kept.mkdir(parents=True)  # as Tune leaves a trial's checkpoints
         search.on_trial_result("a", row)
         search.on_trial_result("a", {**row, "epoch": 2, "val_acc": 0.6})
         search.on_trial_complete("a", {**row, "epoch": 2, "val_acc": 0.6})  # stopped at 2 of 3
+        assert not kept.exists() and kept.parent.exists()  # the study holds what is needed
         for epoch in (1, 2, 3):
             search.on_trial_result("b", {**row, "epoch": epoch})
         search.on_trial_complete("b", {**row, "epoch": 3})
         assert search.suggest("c") is not None  # one more to reach 3 finished
         assert search.suggest("d") is None  # 2 finished + 1 running: wait, it may fail
-        search.on_trial_complete("c", error=True)
-        assert search.suggest("e") is not None  # the failed one is replaced
+        search.on_trial_complete("c", error=True)  # failed on every restart
+        again = search.suggest("e")  # queued again with its parameters, afresh
+        assert again is not None and call.errors == [configs[0]["number"] + 2]
     study = open_study(run, create=False)
     a, b = (study.trials[c["number"]] for c in configs)
     assert a.state == optuna.trial.TrialState.PRUNED and a.intermediate_values == {1: 0.5, 2: 0.6}
     assert [r["epoch"] for r in a.user_attrs["history"]] == [1, 2]
     assert b.state == optuna.trial.TrialState.COMPLETE and b.value == 0.5
     assert study.trials[b.number + 1].state == optuna.trial.TrialState.FAIL
+    retry = study.trials[again["number"]]
+    assert retry.user_attrs["retry_of"] == b.number + 1
+    assert study.trials[b.number + 1].params.items() <= retry.params.items()
     assert [t.number for t in reported] == [a.number, b.number, b.number + 1]
 
 
@@ -497,7 +525,7 @@ def test_the_searcher_stops_asking_once_the_time_is_up(runs):
     loaded, cfg = load_run(run), RefineConfig(top=2, trials=5, max_epochs=1, seed=0)
     call = _Call(loaded, cfg, ranked_rows(run, None), in_time=lambda study: False)
     with _registered(run, call):
-        search = RunSearch(run, cfg.seed)
+        search = RunSearch(run, cfg.seed, run.tune_dir / "refine-1")
         assert search.suggest("a") is not None  # a call's first trial runs whatever the time
         assert search.suggest("b") == Searcher.FINISHED and call.done
 

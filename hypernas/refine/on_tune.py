@@ -23,8 +23,10 @@ sees, as Tune asks of its ``storage_path``. Imported only with workers, so Ray s
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +77,7 @@ def train_trial(config: dict[str, Any], run_config: dict[str, Any] | None = None
     trial was restarted; report every epoch with a checkpoint, and write the final weights to
     ``config["weights"]`` (when given) before the last report."""
     cfg = RunConfig.from_dict(run_config)
-    space, data = materialise(cfg)
+    space, data = _materialised(json.dumps(run_config, sort_keys=True))
     hnet = checkpoint_from_bytes(hypernet, cfg.hypernet).eval() if hypernet is not None else None
     net = initial_network(space.replay(config["encoding"]), hnet)
     recipe = TrainConfig(**config["recipe"])
@@ -96,6 +98,13 @@ def train_trial(config: dict[str, Any], run_config: dict[str, Any] | None = None
 
     train_network(net, data.train, data.val, recipe, on_epoch=report, state=state,
                   on_state=latest.update)
+
+
+@functools.lru_cache(maxsize=2)
+def _materialised(config: str) -> tuple[Any, Any]:
+    """The run's space and data, loaded once per worker process (Tune reuses a worker's actor
+    for the next trial, so the data is not read again)."""
+    return materialise(RunConfig.from_dict(json.loads(config)))
 
 
 def _train_on_worker(config: dict[str, Any], run_config: dict[str, Any] | None = None,
@@ -148,6 +157,7 @@ class _Call:
     report_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] = lambda s, t: None
     asked: bool = False  # the first trial of a call is asked whatever the deadline
     done: bool = False  # the searcher said no further trial
+    errors: list[int] = field(default_factory=list)  # trials that failed on every restart
     fits: dict[int, Any] = field(default_factory=dict)  # fit source number -> recorded row
     on_fitted: Callable[[dict[str, Any]], None] | None = None
     recipe: TrainConfig | None = None
@@ -176,8 +186,8 @@ class RunSearch(OptunaSearch):
     no trial is asked once the call's trials have finished or its time is up; a trial the
     scheduler stopped is told pruned, with its curve, as the in-process pruner records it."""
 
-    def __init__(self, run: Run, seed: int) -> None:
-        self.key = _key(run)
+    def __init__(self, run: Run, seed: int, folder: Path) -> None:
+        self.key, self.folder = _key(run), str(folder)
         self.curves: dict[str, dict[int, dict[str, float]]] = {}
         super().__init__(space=self.define, metric=METRIC, mode="max",
                          storage=optuna.storages.RDBStorage(storage_url(run)),
@@ -197,7 +207,8 @@ class RunSearch(OptunaSearch):
             return super().suggest(trial_id)
         call, study = _CALLS[self.key], self._ot_study
         live = len(set(self._ot_trials) - self._completed_trials)
-        if call.asked and not call.in_time(study) or finished(study) >= call.cfg.trials:
+        if call.asked and not call.in_time(study) or finished(study) >= call.cfg.trials \
+                or len(call.errors) > MAX_FAILURES:
             call.done = True
             return Searcher.FINISHED
         if finished(study) + live >= call.cfg.trials:
@@ -209,9 +220,18 @@ class RunSearch(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
+        frozen = self._frozen(trial_id)
+        if frozen.state.is_finished():  # restored from a snapshot older than the study: ignored
+            return
         epoch = int(result["epoch"])
         self.curves.setdefault(trial_id, {})[epoch] = {k: result[k] for k in ROW if k in result}
-        self._ot_trials[trial_id].report(result[METRIC], epoch)
+        if epoch not in frozen.intermediate_values:  # resumed from an earlier epoch: reported
+            self._ot_trials[trial_id].report(result[METRIC], epoch)
+
+    def _frozen(self, trial_id: str) -> optuna.trial.FrozenTrial:
+        """The study's record of the trial: its end may already be there (told before a kill
+        that the restored snapshot of the searcher predates), and epochs it reported."""
+        return self._ot_study.get_trials(deepcopy=False)[self._ot_trials[trial_id].number]
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
@@ -219,8 +239,8 @@ class RunSearch(OptunaSearch):
             return
         trial, study = self._ot_trials[trial_id], self._ot_study
         curve = self.curves.pop(trial_id, {})
-        if study.get_trials(deepcopy=False)[trial.number].state.is_finished():
-            self._completed_trials.add(trial_id)  # told before a kill, restored from older state
+        if self._frozen(trial_id).state.is_finished():
+            self._completed_trials.add(trial_id)
             return
         history = [curve[e] for e in sorted(curve)]
         trial.set_user_attr("history", history)
@@ -230,6 +250,13 @@ class RunSearch(OptunaSearch):
         else:
             super().on_trial_complete(trial_id, result, error)
         call = _CALLS.get(self.key)
+        for checkpoint in Path(self.folder, f"trial-{trial.number}-{trial_id}").glob(
+                "checkpoint_*"):
+            shutil.rmtree(checkpoint, ignore_errors=True)  # the study holds what it needs
+        if error and call is not None:  # failed on every restart: queued once more, afresh
+            call.errors.append(trial.number)
+            if len(call.errors) <= MAX_FAILURES:
+                study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
         if call is not None:
             call.report_trial(study, study.trials[trial.number])
 
@@ -288,7 +315,13 @@ def _dirname(trial: Any) -> str:
 def _run_config(folder: Path, callbacks: list | None = None) -> tune.RunConfig:
     return tune.RunConfig(name=folder.name, storage_path=str(folder.parent.resolve()),
                           failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
-                          checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                          # every epoch's is kept until the trial ends (Tune deleting older
+                          # ones can race a restore from its last snapshot); the refinement's
+                          # searcher deletes them once the study holds the trial's end
+                          checkpoint_config=tune.CheckpointConfig(),
+                          # the experiment's snapshot (what a restore reads) reaches the run
+                          # folder within a second of being taken (Tune's default is 5 minutes)
+                          sync_config=tune.SyncConfig(sync_period=1),
                           callbacks=callbacks, verbose=0)
 
 
@@ -322,23 +355,23 @@ def optimize_on_tune(loaded: LoadedRun, study: optuna.Study, rows: Sequence[dict
     with ray_session(address, workers), _registered(run, call):
         trainable = _trainable(loaded, cfg.warm_start)
         if restoring:
-            tuner = tune.Tuner.restore(str(folder), trainable, resume_unfinished=True,
-                                       resume_errored=True)
+            tuner = tune.Tuner.restore(str(folder), trainable, resume_unfinished=True)
             owned = {r.config.get("number") for r in tuner.get_results() if r.config}
             recover_trials(run, study, keep=owned)
         else:
             recover_trials(run, study)
-            searcher = RunSearch(run, cfg.seed)
+            searcher = RunSearch(run, cfg.seed, folder)
             tuner = tune.Tuner(trainable, run_config=_run_config(folder),
                                tune_config=tune.TuneConfig(
                                    search_alg=searcher, scheduler=_scheduler(cfg), metric=METRIC,
                                    mode="max", num_samples=-1, max_concurrent_trials=workers,
-                                   trial_dirname_creator=_dirname))
+                                   trial_dirname_creator=_dirname, reuse_actors=True))
         results = tuner.fit()
         if not call.done:  # Tune stopped before the searcher did: interrupted
             raise KeyboardInterrupt
         (folder / DONE).touch()
-    _check(results, "refinement trials")
+    if len(call.errors) > MAX_FAILURES:  # fewer were queued again and replaced
+        _check(results, "refinement trials")
 
 
 def fit_on_tune(loaded: LoadedRun, trial_numbers: Sequence[int], recipe: TrainConfig,
@@ -364,7 +397,8 @@ def fit_on_tune(loaded: LoadedRun, trial_numbers: Sequence[int], recipe: TrainCo
         with ray_session(address, workers), _registered(run, call):
             tuner = tune.Tuner(_trainable(loaded, warm_start), param_space=space,
                                tune_config=tune.TuneConfig(max_concurrent_trials=workers,
-                                                           trial_dirname_creator=_dirname),
+                                                           trial_dirname_creator=_dirname,
+                                                           reuse_actors=True),
                                run_config=_run_config(folder, [_RecordFits(run)]))
             results = tuner.fit()
             (folder / DONE).touch()

@@ -29,12 +29,13 @@ import abc
 import dataclasses
 import importlib
 import importlib.util
+import inspect
 import random
 import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 import networkx as nx
 
@@ -45,7 +46,7 @@ from ..graphs.serialize import graph_to_dict
 from .trials import BaseTrial, FixedTrial, MutantTrial, PathTrial, RandomTrial
 
 __all__ = ["SpaceConfig", "SearchSpace", "Candidate", "register_space", "list_spaces",
-           "load_space", "get_space_class"]
+           "load_space", "get_space_class", "module_space"]
 
 
 @dataclass(frozen=True)
@@ -256,13 +257,69 @@ def _from_file(path: Path) -> type[SearchSpace]:
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    try:
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except Exception as err:  # the user's code: name the file, the line and the error
+        import traceback
+
+        frames = [f for f in traceback.extract_tb(err.__traceback__)
+                  if Path(f.filename).resolve() == path.resolve()]
+        line = f", line {frames[-1].lineno}" if frames else ""
+        raise SpaceError(f"the space file {path}{line} raised {type(err).__name__}: {err}; fix "
+                         "the file and run the command again") from None
     found = [v for v in vars(module).values() if isinstance(v, type) and issubclass(v, SearchSpace)
              and v.__module__ == module_name and not getattr(v, "__abstractmethods__", None)]
+    define = getattr(module, "define", None)
+    if not found and callable(define):  # a space written in plain PyTorch
+        return module_space(define, path.stem, path)
     if len(found) != 1:
-        raise SpaceError(f"{path} must define exactly one SearchSpace subclass, found "
+        raise SpaceError(f"{path} must define exactly one SearchSpace subclass (or a function "
+                         "define(trial) returning an nn.Module), found "
                          f"{[c.__name__ for c in found] or 'none'}")
     return found[0]
+
+
+# ----- spaces written in plain PyTorch ---------------------------------------------------------
+#
+# A ``.py`` space file may define, instead of a SearchSpace subclass, one function
+# ``define(trial)`` (or ``define(trial, config)``, ``config`` being the space's SpaceConfig: its
+# ``input_shape`` and ``num_classes``) that asks the trial for its choices and returns the network
+# as an ``nn.Module``. Every candidate is then that module imported by
+# :func:`hypernas.graphs.trace.from_module`, so sampling, replay, mutation, ranking, refinement
+# and export work on it unchanged; ``search_spaces/resnet.py`` is an example.
+
+def module_space(define: Callable[..., Any], name: str, path: Path | None = None,
+                 config: type[SpaceConfig] = SpaceConfig) -> type[SearchSpace]:
+    """The search-space class of a ``define(trial[, config]) -> nn.Module`` function."""
+    from torch import nn
+
+    from ..graphs.trace import ModuleImportError, from_module
+
+    takes_config = len(inspect.signature(define).parameters) >= 2
+    where = f"{path}:{define.__code__.co_firstlineno}" if path else define.__qualname__
+    doc = (inspect.getmodule(define).__doc__ or "") if inspect.getmodule(define) else ""
+
+    class ModuleSpace(SearchSpace):
+        __doc__ = f"The nn.Modules ``{where}`` defines."
+        Config = config
+        description = doc.strip().splitlines()[0] if doc.strip() else f"nn.Modules of {where}"
+
+        def define(self, trial: Any) -> nx.DiGraph:
+            module = define(trial, self.config) if takes_config else define(trial)
+            if not isinstance(module, nn.Module):
+                raise SpaceError(f"define() in {where} returned {type(module).__name__}, not an "
+                                 "nn.Module; return the network built from the trial's choices")
+            try:
+                graph = from_module(module, self.config.input_shape, self.config.num_classes)
+            except ModuleImportError as err:
+                raise SpaceError(f"the module define() in {where} returned for "
+                                 f"{dict(trial.params)}: {err}") from None
+            graph.graph["space"] = self.name
+            return graph
+
+    ModuleSpace.name = name
+    ModuleSpace.__name__ = ModuleSpace.__qualname__ = f"ModuleSpace_{name}"
+    return ModuleSpace
 
 
 def get_space_class(name: str) -> type[SearchSpace]:

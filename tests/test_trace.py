@@ -183,9 +183,17 @@ def test_a_pytorch_space_trains_ranks_and_refines(tmp_path, monkeypatch, capsys)
                  "--meta-batch", "2", "--batch-size", "8", "--dim", "8", "--samples", "2"]) == 0
     assert main(["rank", "r", "--n", "4", "--json"]) == 0
     assert main(["refine", "r", "--top", "1", "--trials", "1", "--max-epochs", "1"]) == 0
-    assert main(["export", "r", "--out", str(tmp_path / "x"), "--format", "safetensors"]) == 0
+    onnxruntime = pytest.importorskip("onnxruntime")
+    assert main(["export", "r", "--out", str(tmp_path / "x"),
+                 "--format", "safetensors,onnx,pt2"]) == 0
     model = hn.load(tmp_path / "x")
-    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    x = torch.randn(3, 1, 8, 8)
+    session = onnxruntime.InferenceSession(str(tmp_path / "x" / "model.onnx"))
+    got = torch.from_numpy(session.run(None, {"x": x.numpy()})[0])
+    with torch.no_grad():
+        assert got.shape == (3, 10) and torch.allclose(got, model(x), atol=1e-4)
+        program = torch.export.load(str(tmp_path / "x" / "model.pt2")).module()
+        assert torch.allclose(program(x), model(x), atol=1e-5)
 
 
 def _space_file(tmp_path: Path, body: str) -> str:

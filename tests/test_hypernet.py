@@ -563,3 +563,54 @@ def test_a_score_row_says_when_a_candidate_reaches_beyond_the_trained_space():
     split = resize_dataset(data, 16).val
     rows = score_hypernet(hnet, [deep, inside], eval_slices(split, ScoreConfig(eval_size=40), 2))
     assert rows[0]["unseen_slots"] > 0 and rows[1]["unseen_slots"] == 0
+
+
+def test_every_registered_op_has_a_fixed_place_in_the_vocabulary():
+    # a new op is appended to OP_VOCAB, never inserted: checkpoints index ops by these places
+    from hypernas.graphs.ops import list_ops
+    from hypernas.hypernet.features import OP_INDEX, OP_VOCAB
+
+    assert set(list_ops()) <= set(OP_VOCAB) and len(set(OP_VOCAB)) == len(OP_VOCAB)
+    assert [OP_INDEX[op] for op in OP_VOCAB] == list(range(len(OP_VOCAB)))
+
+
+def test_a_checkpoint_from_before_an_op_was_added_loads_and_predicts_as_before(digits, tmp_path):
+    # simulate a checkpoint made when the vocabulary lacked its last op ("zero", which no mlp
+    # uses): drop that op's one-hot column, embedding row and optimiser moments
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from hypernas.hypernet.features import OP_INDEX
+
+    path = tmp_path / "ck" / "last.safetensors"
+    trainer = _trainer(digits, path, steps=2)
+    trainer.fit()
+    last = OP_INDEX["zero"]
+    assert last == len(OP_INDEX) - 1
+    names = [n for n, _ in trainer.hnet.named_parameters()]
+    embed, op_embed = str(names.index("embed.weight")), str(names.index("op_embed.weight"))
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as fh:
+        metadata = fh.metadata()
+    old = {}
+    for key, t in tensors.items():
+        if key in ("hnet.embed.weight", f"opt.{embed}.exp_avg", f"opt.{embed}.exp_avg_sq"):
+            t = torch.cat([t[:, :last], t[:, last + 1:]], dim=1)
+        elif key in ("hnet.op_embed.weight", f"opt.{op_embed}.exp_avg",
+                     f"opt.{op_embed}.exp_avg_sq"):
+            t = t[:last]
+        old[key] = t.contiguous()
+    old_path = tmp_path / "old.safetensors"
+    save_file(old, str(old_path), metadata=metadata)
+
+    hnet, opt_state, meta = load_checkpoint(old_path, trainer.hnet.config)
+    assert meta["ops_added"] == 1
+    assert torch.all(hnet.embed.weight[:, last] == 0) and torch.all(hnet.op_embed.weight[last] == 0)
+    assert opt_state[f"{embed}.exp_avg"].shape == hnet.embed.weight.shape
+    space, _ = digits
+    graphs = [space.sample(s).graph for s in range(3)]
+    with torch.no_grad():
+        before, after = trainer.hnet.eval()(graphs), hnet.eval()(graphs)
+    for a, b in zip(before, after):
+        assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert load_checkpoint(path, trainer.hnet.config)[2]["ops_added"] == 0

@@ -30,9 +30,18 @@ from ..graphs.graph import fingerprint, node_attrs, ordered_inputs, topological_
 from ..graphs.network import PREFIX
 from ..graphs.ops import get_op, list_ops
 
-__all__ = ["PackedGraphs", "pack_graphs", "NUM_FEATURES", "MAX_DISTANCE", "OP_INDEX"]
+__all__ = ["PackedGraphs", "pack_graphs", "NUM_FEATURES", "MAX_DISTANCE", "OP_INDEX", "OP_VOCAB"]
 
-OP_INDEX = {name: i for i, name in enumerate(list_ops())}
+# The ops a hypernetwork's one-hot features and op embedding index, in a fixed order. Append-only:
+# an op added to the registry goes at the end, so checkpoints made before it keep their meaning
+# (``hypernas.hypernet.trainer.load_checkpoint`` gives them zero weights for the new ops).
+OP_VOCAB = ("add", "avg_pool", "batch_norm", "concat", "conv", "dw_conv", "flatten", "gelu",
+            "global_avg_pool", "hardswish", "identity", "input", "layer_norm", "linear",
+            "max_pool", "output", "relu", "relu6", "self_attention", "sigmoid", "silu", "tanh",
+            "zero")
+# ops registered outside the vocabulary (a user's own) follow it, sorted
+OP_INDEX = {name: i for i, name in enumerate(
+    OP_VOCAB + tuple(sorted(set(list_ops()) - set(OP_VOCAB))))}
 MAX_DISTANCE = 8  # shortest-path distances are capped here (virtual edges, attention buckets)
 _SHAPE_FEATURES = 9
 NUM_FEATURES = len(OP_INDEX) + _SHAPE_FEATURES

@@ -36,6 +36,7 @@ from ..errors import HypernasError
 from ..graphs.graph import fingerprint
 from ..graphs.network import Network, count_params
 from ..spaces.space import Candidate, SearchSpace
+from .features import OP_INDEX
 from .model import GraphHyperNetwork, HyperNetConfig
 
 __all__ = ["HyperTrainConfig", "HyperTrainer", "CheckpointError", "save_checkpoint",
@@ -140,12 +141,41 @@ def load_checkpoint(path: Path, config: HyperNetConfig | None = None
                               f"{', '.join(diff)}); use the run it came from or a new --run name")
     hnet = GraphHyperNetwork(saved)
     state = {k[5:]: v for k, v in tensors.items() if k.startswith("hnet.")}
+    opt_state = {k[4:]: v for k, v in tensors.items() if k.startswith("opt.")}
+    meta["ops_added"] = _pad_vocabulary(state, opt_state, [n for n, _ in hnet.named_parameters()])
     try:
         hnet.load_state_dict(state)
     except RuntimeError as err:
         raise CheckpointError(f"checkpoint {path} does not fit its own config: {err}") from None
-    opt_state = {k[4:]: v for k, v in tensors.items() if k.startswith("opt.")}
     return hnet, opt_state, meta
+
+
+def _pad_vocabulary(state: dict[str, Tensor], opt_state: dict[str, Tensor],
+                    names: list[str]) -> int:
+    """Fit a checkpoint made before ops were appended to ``OP_VOCAB``: zero input weights for
+    their one-hot columns (inserted before the shape features) and zero embeddings, in the
+    weights and in the optimiser's moments; graphs of the old ops get the same weights as
+    before. Returns how many ops were added (0 for a checkpoint of this vocabulary)."""
+    if "op_embed.weight" not in state:
+        return 0
+    old, new = state["op_embed.weight"].shape[0], len(OP_INDEX)
+    if old >= new:
+        return 0
+
+    def columns(t: Tensor) -> Tensor:
+        return torch.cat([t[:, :old], t.new_zeros(t.shape[0], new - old), t[:, old:]], dim=1)
+
+    def rows(t: Tensor) -> Tensor:
+        return torch.cat([t, t.new_zeros(new - old, t.shape[1])])
+
+    state["embed.weight"] = columns(state["embed.weight"])
+    state["op_embed.weight"] = rows(state["op_embed.weight"])
+    pad = {str(names.index("embed.weight")): columns, str(names.index("op_embed.weight")): rows}
+    for key, value in list(opt_state.items()):
+        index = key.partition(".")[0]
+        if index in pad and value.dim() == 2:
+            opt_state[key] = pad[index](value)
+    return new - old
 
 
 

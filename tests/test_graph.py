@@ -96,7 +96,7 @@ CASES = [
     ("output_feeds", edited(lambda g: (g.add_node("after", op="relu"), g.add_edge("out", "after"))),
      OutputNodeError, "out", ["'out'", "'after'", "must be the last node"]),
     ("unknown_op", with_node("c", op="conv5x5"), UnknownOpError, "c",
-     ["'c'", "'conv5x5'", "known ops:", "conv, dw_conv"]),
+     ["'c'", "'conv5x5'", "known ops:", "conv, dropout, dw_conv"]),
     ("no_op", with_node("r", op=DELETE), NodeAttributeError, "r",
      ["'r'", "no 'op'", "set op to one of", "relu"]),
     ("missing_attr", with_node("c", out_channels=DELETE), NodeAttributeError, "c",

@@ -574,9 +574,10 @@ def test_every_registered_op_has_a_fixed_place_in_the_vocabulary():
     assert [OP_INDEX[op] for op in OP_VOCAB] == list(range(len(OP_VOCAB)))
 
 
-def test_a_checkpoint_from_before_an_op_was_added_loads_and_predicts_as_before(digits, tmp_path):
-    # simulate a checkpoint made when the vocabulary lacked its last op ("zero", which no mlp
-    # uses): drop that op's one-hot column, embedding row and optimiser moments
+def test_a_checkpoint_from_before_ops_were_added_loads_and_predicts_as_before(digits, tmp_path):
+    # simulate a checkpoint made before the ops after "zero" were appended (the vocabulary the
+    # shipped NB201 hypernetwork was trained with): drop their one-hot columns, embedding rows
+    # and optimiser moments
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -585,8 +586,8 @@ def test_a_checkpoint_from_before_an_op_was_added_loads_and_predicts_as_before(d
     path = tmp_path / "ck" / "last.safetensors"
     trainer = _trainer(digits, path, steps=2)
     trainer.fit()
-    last = OP_INDEX["zero"]
-    assert last == len(OP_INDEX) - 1
+    last = OP_INDEX["zero"] + 1  # the old vocabulary's size
+    added = len(OP_INDEX) - last
     names = [n for n, _ in trainer.hnet.named_parameters()]
     embed, op_embed = str(names.index("embed.weight")), str(names.index("op_embed.weight"))
     tensors = load_file(str(path))
@@ -595,7 +596,7 @@ def test_a_checkpoint_from_before_an_op_was_added_loads_and_predicts_as_before(d
     old = {}
     for key, t in tensors.items():
         if key in ("hnet.embed.weight", f"opt.{embed}.exp_avg", f"opt.{embed}.exp_avg_sq"):
-            t = torch.cat([t[:, :last], t[:, last + 1:]], dim=1)
+            t = torch.cat([t[:, :last], t[:, last + added:]], dim=1)
         elif key in ("hnet.op_embed.weight", f"opt.{op_embed}.exp_avg",
                      f"opt.{op_embed}.exp_avg_sq"):
             t = t[:last]
@@ -604,8 +605,9 @@ def test_a_checkpoint_from_before_an_op_was_added_loads_and_predicts_as_before(d
     save_file(old, str(old_path), metadata=metadata)
 
     hnet, opt_state, meta = load_checkpoint(old_path, trainer.hnet.config)
-    assert meta["ops_added"] == 1
-    assert torch.all(hnet.embed.weight[:, last] == 0) and torch.all(hnet.op_embed.weight[last] == 0)
+    assert meta["ops_added"] == added == 5
+    assert torch.all(hnet.embed.weight[:, last:last + added] == 0)
+    assert torch.all(hnet.op_embed.weight[last:] == 0)
     assert opt_state[f"{embed}.exp_avg"].shape == hnet.embed.weight.shape
     space, _ = digits
     graphs = [space.sample(s).graph for s in range(3)]

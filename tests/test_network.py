@@ -63,8 +63,20 @@ def flat_map_graph() -> nx.DiGraph:
     return b.build()
 
 
+def gated_graph() -> nx.DiGraph:
+    """The ops imported PyTorch models bring: a squeeze-and-excitation gate, group norm,
+    adaptive pooling and dropout (p=0 here, so training-mode runs stay comparable)."""
+    b = GraphBuilder(input_shape=(4, 6, 6), num_outputs=3)
+    x = b.add("group_norm", b.add("conv", b.input, out_channels=8, kernel_size=3), num_groups=2)
+    gate = b.add("adaptive_avg_pool", x, output_size=1)                          # (8, 1, 1)
+    gate = b.add("hardsigmoid", b.add("conv", gate, out_channels=8, kernel_size=1, bias=True))
+    x = b.add("adaptive_avg_pool", b.add("mul", x, gate), output_size=2)         # (8, 2, 2)
+    b.output(b.add("linear", b.add("dropout", b.add("flatten", x), p=0.0), out_features=3))
+    return b.build()
+
+
 GRAPHS = {"maps": maps_graph, "vectors": vectors_graph, "tokens": tokens_graph,
-          "flat_map": flat_map_graph}
+          "flat_map": flat_map_graph, "gated": gated_graph}
 
 
 @pytest.fixture(params=sorted(GRAPHS))

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from hypernas.cli import main
 from hypernas.data import DataConfig
 from hypernas.errors import HypernasError
+from hypernas.hypernet.features import OP_INDEX
 from hypernas.hypernet.trainer import load_checkpoint
 from hypernas.ranking import pretrained
 from hypernas.ranking.pretrained import (available, check_reference, find_pretrained,
@@ -94,7 +95,16 @@ def test_a_run_from_the_shipped_hypernetwork_installs_it_instead_of_training(shi
     shipped = load_file(str(pre.weights))
     installed = load_file(str(loaded.run.checkpoint_path))
     assert shipped.keys() == installed.keys()
-    assert all(torch.equal(shipped[k], installed[k]) for k in shipped)
+    # the same weights, with zero weights for the ops appended to the vocabulary since it was
+    # trained (hypernas.hypernet.trainer._pad_vocabulary)
+    old = shipped["hnet.op_embed.weight"].shape[0]
+    assert torch.equal(installed["hnet.op_embed.weight"][:old], shipped["hnet.op_embed.weight"])
+    assert not installed["hnet.op_embed.weight"][old:].any()
+    embed, added = installed["hnet.embed.weight"], len(OP_INDEX) - old
+    assert torch.equal(torch.cat([embed[:, :old], embed[:, old + added:]], dim=1),
+                       shipped["hnet.embed.weight"]) and not embed[:, old:old + added].any()
+    assert all(torch.equal(shipped[k], installed[k]) for k in shipped
+               if k not in ("hnet.op_embed.weight", "hnet.embed.weight"))
     assert json.loads(Path(loaded.run.path / "config.json").read_text())["pretrained"] == SHIPPED
     # reopened, it is the same run and stays trained
     again = load_run(loaded.run)

@@ -78,6 +78,31 @@ class MobileNetish(nn.Module):
         return self.head(x.view(x.size(0), -1))
 
 
+class SqueezeExcite(nn.Module):
+    """MobileNetV3's gate: pool, 1x1 conv down, ReLU, 1x1 conv up, hard sigmoid, multiply."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(c, c // 4, 1)
+        self.fc2 = nn.Conv2d(c // 4, c, 1)
+
+    def forward(self, x):
+        return x * F.hardsigmoid(self.fc2(torch.relu(self.fc1(self.pool(x)))))
+
+
+class GroupNormSENet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.GroupNorm(4, 16), nn.SiLU())
+        self.se = SqueezeExcite(16)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(64, 10))
+
+    def forward(self, x):
+        return self.head(self.pool(self.se(self.stem(x))))
+
+
 def _randomise_norms(module: nn.Module) -> None:
     """Non-trivial running statistics and affine weights, so a wrong mapping shows."""
     for m in module.modules():
@@ -88,7 +113,8 @@ def _randomise_norms(module: nn.Module) -> None:
             m.bias.data.normal_()
 
 
-@pytest.mark.parametrize("make, shape", [(SmallResNet, (1, 28, 28)), (MobileNetish, (3, 16, 16))])
+@pytest.mark.parametrize("make, shape", [(SmallResNet, (1, 28, 28)), (MobileNetish, (3, 16, 16)),
+                                         (GroupNormSENet, (3, 12, 12))])
 def test_an_imported_module_with_its_own_weights_gives_its_output(make, shape):
     torch.manual_seed(0)
     module = make()
@@ -112,6 +138,9 @@ def test_node_names_and_labels_follow_the_module_paths():
     assert graph.nodes["stem_0"]["kernel_size"] == 7 and graph.nodes["stem_0"]["padding"] == 3
     ops = {graph.nodes[n]["op"] for n in graph}
     assert {"add", "max_pool", "global_avg_pool", "flatten", "relu"} <= ops
+    se = from_module(GroupNormSENet(), (3, 12, 12))  # pooled for a gate, not flattened
+    assert se.nodes["se_pool"]["op"] == "adaptive_avg_pool" and se.nodes["pool"]["output_size"] == 2
+    assert {se.nodes[n]["op"] for n in se} >= {"mul", "hardsigmoid", "group_norm", "dropout"}
 
 
 def test_what_cannot_be_imported_is_refused_with_where_and_why():
@@ -129,10 +158,10 @@ def test_what_cannot_be_imported_is_refused_with_where_and_why():
         from_module(Branchy(), (4,))
     with pytest.raises(ModuleImportError, match=r"rejects inputs of shape \(5,\).*input_shape"):
         from_module(nn.Sequential(nn.Linear(4, 2)), (5,))
-    gn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.GroupNorm(2, 4), nn.Flatten(), nn.Linear(144, 2))
-    with pytest.raises(ModuleImportError, match=r"Sequential: 1 \(a module call\).*GroupNorm "
+    lstm = nn.Sequential(nn.Linear(4, 4), nn.Softmax(dim=-1), nn.Linear(4, 2))
+    with pytest.raises(ModuleImportError, match=r"Sequential: 1 \(a module call\).*Softmax "
                                                 r"has no op"):
-        from_module(gn, (1, 8, 8))
+        from_module(lstm, (4,))
     with pytest.raises(ModuleImportError, match=r"not square"):
         from_module(nn.Sequential(nn.Conv2d(1, 2, (3, 1)), nn.Flatten(), nn.Linear(4, 2)),
                     (1, 3, 2))
@@ -224,9 +253,9 @@ def test_a_space_file_that_fails_is_refused_with_its_file_and_line(tmp_path):
 
         def define(trial):
             width = trial.suggest_categorical("w", [4, 8])
-            return nn.Sequential(nn.Linear(4, width), nn.GroupNorm(2, width),
+            return nn.Sequential(nn.Linear(4, width), nn.Softmax(dim=-1),
                                  nn.Linear(width, 10))
         """)
-    with pytest.raises(SpaceError, match=r"my_space.py:4 returned for \{'w': .*GroupNorm has no "
+    with pytest.raises(SpaceError, match=r"my_space.py:4 returned for \{'w': .*Softmax has no "
                                          r"op"):
         hn.load_space(path, input_shape=(4,)).sample(0)

@@ -11,10 +11,12 @@ tensor's shape, and maps each call to an op of :mod:`hypernas.graphs.ops` with i
     nn.LayerNorm (over the last dimension)                                 -> layer_norm
     nn.ReLU/ReLU6/GELU/SiLU/Hardswish/Tanh/Sigmoid and their functions    -> the activation
     nn.MaxPool2d/AvgPool2d (square, floor mode)                            -> max_pool, avg_pool
-    nn.AdaptiveAvgPool2d(1), x.mean((2, 3)), F.adaptive_avg_pool2d(x, 1)   -> global_avg_pool
+    nn.AdaptiveAvgPool2d(1) then flatten, x.mean((2, 3))                   -> global_avg_pool
+    nn.AdaptiveAvgPool2d(s) otherwise (an SE block's squeeze)              -> adaptive_avg_pool
+    nn.GroupNorm, nn.Hardsigmoid                                           -> group_norm, ...
     nn.Flatten, torch.flatten(x, 1), x.flatten(1), x.view(x.size(0), -1)   -> flatten
-    x + y, torch.add, torch.cat(dim=1)                                     -> add, concat
-    nn.Identity, nn.Dropout (identity in eval mode)                        -> identity
+    x + y, x * y (broadcasting: an SE gate), torch.cat(dim=1)              -> add, mul, concat
+    nn.Identity; nn.Dropout, F.dropout                                     -> identity; dropout
 
 Anything else is refused with the module path, the call and what to do, never dropped. Node
 names follow module paths (``layer1.0.conv1`` -> ``layer1_0_conv1``) and each node's ``label``
@@ -53,12 +55,13 @@ class ModuleImportError(HypernasError, ValueError):
 
 _ACTIVATIONS: dict[Any, str] = {
     nn.ReLU: "relu", nn.ReLU6: "relu6", nn.SiLU: "silu", nn.Hardswish: "hardswish",
-    nn.Tanh: "tanh", nn.Sigmoid: "sigmoid",
+    nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.Hardsigmoid: "hardsigmoid",
     F.relu: "relu", torch.relu: "relu", F.relu6: "relu6", F.silu: "silu",
     F.hardswish: "hardswish", torch.tanh: "tanh", F.gelu: "gelu", torch.sigmoid: "sigmoid",
-    "relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh",
+    F.hardsigmoid: "hardsigmoid", "relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh",
 }
 _ADD = (operator.add, torch.add, "add")
+_MUL = (operator.mul, torch.mul, "mul")
 
 
 def _square(value: Any, what: str) -> int:
@@ -115,10 +118,11 @@ def _pool(m: nn.MaxPool2d | nn.AvgPool2d) -> tuple[str, dict[str, Any]]:
 
 
 def _adaptive(m: nn.AdaptiveAvgPool2d) -> tuple[str, dict[str, Any]]:
-    if m.output_size not in (1, (1, 1)):
-        raise _Unmapped(f"adaptive average pooling to {m.output_size} has no op; pool to 1 "
-                        "(global average pooling)")
-    return "global_avg_pool", {}
+    return "adaptive_avg_pool", {"output_size": _square(m.output_size, "output size")}
+
+
+def _group_norm(m: nn.GroupNorm) -> tuple[str, dict[str, Any]]:
+    return "group_norm", {"num_groups": m.num_groups, "eps": float(m.eps), "affine": m.affine}
 
 
 def _gelu(m: nn.GELU) -> tuple[str, dict[str, Any]]:
@@ -133,10 +137,19 @@ _MODULES: dict[type, Callable[[Any], tuple[str, dict[str, Any]]]] = {
     nn.BatchNorm1d: _batch_norm, nn.BatchNorm2d: _batch_norm, nn.LayerNorm: _layer_norm,
     nn.MaxPool2d: _pool, nn.AvgPool2d: _pool, nn.AdaptiveAvgPool2d: _adaptive,
     nn.Flatten: lambda m: ("flatten", {}), nn.Identity: lambda m: ("identity", {}),
-    nn.Dropout: lambda m: ("identity", {}), nn.GELU: _gelu,
+    nn.Dropout: lambda m: ("dropout", {"p": float(m.p)}), nn.GELU: _gelu,
+    nn.GroupNorm: _group_norm,
     **{cls: (lambda op: lambda m: (op, {}))(op) for cls, op in _ACTIVATIONS.items()
        if isinstance(cls, type)},
 }
+
+
+def _flattening(traced: Any, node: Any) -> bool:
+    """Whether a traced call flattens its input (a classifier head after global pooling)."""
+    if node.op == "call_module":
+        return isinstance(traced.get_submodule(node.target), nn.Flatten)
+    return node.target is torch.flatten or (
+        node.op == "call_method" and node.target in ("flatten", "view", "reshape"))
 
 
 def _flattens(shape_in: Sequence[int], args: Sequence[Any], kwargs: dict[str, Any]) -> bool:
@@ -241,6 +254,9 @@ def _add_node(builder: GraphBuilder, traced: Any, node: Any, env: dict[Any, str]
             raise _Unmapped(f"{type(sub).__name__} has no op in the registry; build it from "
                             "convs, linears, norms, activations, pooling, add and cat")
         op, attrs = mapper(sub)
+        if op == "adaptive_avg_pool" and attrs["output_size"] == 1 and all(
+                _flattening(traced, user) for user in node.users):
+            op, attrs = "global_avg_pool", {}  # pooled then flattened: as the built-in spaces
         (x,) = _inputs(node, env)
         return builder.add(op, x, name=_node_name(node.target), label=node.target, **attrs)
     if node.op == "get_attr":
@@ -253,6 +269,12 @@ def _add_node(builder: GraphBuilder, traced: Any, node: Any, env: dict[Any, str]
         if len(xs) != 2 or len(args) != 2 or kwargs:
             raise _Unmapped("add maps only x + y of two network values of one shape")
         return builder.add("add", *xs, name=_node_name(node.name))
+    if target in _MUL or (node.op == "call_method" and target == "mul"):
+        xs = _inputs(node, env)
+        if len(xs) != 2 or len(args) != 2 or kwargs:
+            raise _Unmapped("mul maps only x * y of two network values whose shapes broadcast "
+                            "(a constant factor has no op)")
+        return builder.add("mul", *xs, name=_node_name(node.name))
     if target is torch.cat:
         tensors, dim = args[0], kwargs.get("dim", args[1] if len(args) > 1 else 0)
         if dim not in (1, -len(_shape(tensors[0]))):
@@ -275,8 +297,11 @@ def _add_node(builder: GraphBuilder, traced: Any, node: Any, env: dict[Any, str]
                    or (target is F.adaptive_avg_pool2d and args[1:2] in ((1,), ((1, 1),))))
     if global_pool:
         return builder.add("global_avg_pool", env[args[0]], name=_node_name(node.name))
-    if target in (F.dropout,) or (node.op == "call_method" and target == "contiguous"):
-        return env[args[0]]  # identity in eval mode
+    if target is F.dropout:
+        p = kwargs.get("p", args[1] if len(args) > 1 else 0.5)
+        return builder.add("dropout", env[args[0]], name=_node_name(node.name), p=float(p))
+    if node.op == "call_method" and target == "contiguous":
+        return env[args[0]]
     raise _Unmapped("no op of the registry computes it; express it with convs, linears, norms, "
                     "activations, pooling, add and cat")
 

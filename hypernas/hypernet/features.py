@@ -38,7 +38,9 @@ __all__ = ["PackedGraphs", "pack_graphs", "NUM_FEATURES", "MAX_DISTANCE", "OP_IN
 OP_VOCAB = ("add", "avg_pool", "batch_norm", "concat", "conv", "dw_conv", "flatten", "gelu",
             "global_avg_pool", "hardswish", "identity", "input", "layer_norm", "linear",
             "max_pool", "output", "relu", "relu6", "self_attention", "sigmoid", "silu", "tanh",
-            "zero")
+            "zero",
+            # added for imported PyTorch models (hypernas.graphs.trace)
+            "mul", "adaptive_avg_pool", "dropout", "hardsigmoid", "group_norm")
 # ops registered outside the vocabulary (a user's own) follow it, sorted
 OP_INDEX = {name: i for i, name in enumerate(
     OP_VOCAB + tuple(sorted(set(list_ops()) - set(OP_VOCAB))))}

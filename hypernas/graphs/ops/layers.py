@@ -222,3 +222,36 @@ Tanh = _activation("tanh", torch.tanh, "hyperbolic tangent")
 Sigmoid = _activation("sigmoid", torch.sigmoid, "logistic sigmoid")
 
 
+Hardsigmoid = _activation("hardsigmoid", F.hardsigmoid, "relu6(x + 3) / 6")
+
+
+@register_op
+class GroupNorm(Op):
+    """Group normalisation of a ``(C, H, W)`` map: channels in ``num_groups`` groups."""
+
+    name = "group_norm"
+    attrs = {"num_groups": Attr(int, REQUIRED, "channel groups; must divide the channels", min=1),
+             "eps": Attr(float, 1e-5, "added to the variance"),
+             "affine": Attr(bool, True, "learnable per-channel scale and shift")}
+
+    @classmethod
+    def infer_shape(cls, attrs, in_shapes):
+        _need_rank(in_shapes[0], [3], "group_norm")
+        if in_shapes[0][0] % attrs["num_groups"]:
+            raise ShapeError(f"group_norm: {attrs['num_groups']} groups do not divide "
+                             f"{in_shapes[0][0]} channels; pick num_groups dividing them")
+        return tuple(in_shapes[0])
+
+    @classmethod
+    def param_shapes(cls, attrs, in_shapes):
+        c = in_shapes[0][0]
+        return {"weight": (c,), "bias": (c,)} if attrs["affine"] else {}
+
+    def reset_parameters(self) -> None:
+        if self.cfg["affine"]:
+            nn.init.ones_(self.weight)
+            nn.init.zeros_(self.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.group_norm(x, self.cfg["num_groups"], getattr(self, "weight", None),
+                            getattr(self, "bias", None), self.cfg["eps"])

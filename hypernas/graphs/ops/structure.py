@@ -211,3 +211,59 @@ class SelfAttention(Op):
         y = F.scaled_dot_product_attention(q, k, v)            # (B, heads, T, D/heads)
         y = F.linear(y.transpose(1, 2).reshape(bsz, t, d), self.out_weight, self.out_bias)
         return y.transpose(1, 2).reshape(b, c, h, w) if spatial else y
+
+
+# ----- ops for imported PyTorch models (appended to the hypernetwork's vocabulary) ------------
+
+@register_op
+class Mul(Op):
+    """Element-wise product of two inputs whose shapes broadcast (a squeeze-and-excitation
+    gate: ``(C, H, W) * (C, 1, 1)``); the output has the larger shape."""
+
+    name = "mul"
+    arity = (2, 2)
+
+    @classmethod
+    def infer_shape(cls, attrs, in_shapes):
+        a, b = (tuple(s) for s in in_shapes)
+        if len(a) != len(b) or any(x != y and 1 not in (x, y) for x, y in zip(a, b)):
+            raise ShapeError(f"mul needs shapes that broadcast, got {a} and {b}; gate a map "
+                             "with a (C, 1, 1) tensor of its channels")
+        return tuple(max(x, y) for x, y in zip(a, b))
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return a * b
+
+
+@register_op
+class AdaptiveAvgPool(Op):
+    """Average pooling to an ``output_size`` x ``output_size`` map, whatever the input size."""
+
+    name = "adaptive_avg_pool"
+    attrs = {"output_size": Attr(int, 1, "side of the output map", min=1)}
+
+    @classmethod
+    def infer_shape(cls, attrs, in_shapes):
+        _need_rank(in_shapes[0], [3], "adaptive_avg_pool")
+        return (in_shapes[0][0], attrs["output_size"], attrs["output_size"])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.adaptive_avg_pool2d(x, self.cfg["output_size"])
+
+
+@register_op
+class Dropout(Op):
+    """Zeroes each element with probability ``p`` while training (scaled by 1/(1-p)); the
+    identity in evaluation and in exported models."""
+
+    name = "dropout"
+    attrs = {"p": Attr(float, 0.5, "probability of zeroing an element while training")}
+
+    @classmethod
+    def infer_shape(cls, attrs, in_shapes):
+        if not 0.0 <= attrs["p"] < 1.0:
+            raise ShapeError(f"dropout p must lie in [0, 1), got {attrs['p']}")
+        return tuple(in_shapes[0])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.dropout(x, self.cfg["p"], self.training)

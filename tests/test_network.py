@@ -75,8 +75,25 @@ def gated_graph() -> nx.DiGraph:
     return b.build()
 
 
+def vit_graph() -> nx.DiGraph:
+    """The ops of imported transformers and ConvNeXt: a map turned into tokens (reshape,
+    permute), a class token and position embedding, layer scale, stochastic depth (p=0 here,
+    so training-mode runs stay comparable), slices, the class token selected; and a ceil-mode
+    max pool."""
+    b = GraphBuilder(input_shape=(4, 7, 7), num_outputs=3)
+    x = b.add("max_pool", b.input, kernel_size=3, stride=2, ceil_mode=True)       # (4, 3, 3)
+    x = b.add("permute", b.add("reshape", x, shape="4,9"), dims="1,0")            # (9, 4)
+    x = b.add("position_embedding", b.add("class_token", x))                      # (10, 4)
+    y = b.add("stochastic_depth", b.add("layer_scale", b.add("linear", x, out_features=4)),
+              p=0.0)
+    x = b.add("add", x, y)
+    head = b.add("slice", x, dim=1, start=1, stop=3)                              # (10, 2)
+    b.output(b.add("linear", b.add("select", head, dim=0, index=0), out_features=3))
+    return b.build()
+
+
 GRAPHS = {"maps": maps_graph, "vectors": vectors_graph, "tokens": tokens_graph,
-          "flat_map": flat_map_graph, "gated": gated_graph}
+          "flat_map": flat_map_graph, "gated": gated_graph, "vit": vit_graph}
 
 
 @pytest.fixture(params=sorted(GRAPHS))

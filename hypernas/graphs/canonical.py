@@ -112,6 +112,9 @@ def _contract(graph: nx.DiGraph, shapes: dict[Hashable, Shape]) -> tuple[Wiring,
 def _label(graph: nx.DiGraph, shapes: dict[Hashable, Shape], node: Hashable,
            op: str) -> dict[str, Any]:
     attrs = node_attrs(graph, node) if op == graph.nodes[node]["op"] else {}
+    specs = get_op(op).attrs
+    attrs = {k: v for k, v in attrs.items()
+             if specs[k].in_id_at_default or v != specs[k].default}
     label: dict[str, Any] = {"op": op, "attrs": attrs}
     if op == "input":
         label["shape"] = list(graph.graph["input_shape"])

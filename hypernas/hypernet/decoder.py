@@ -28,7 +28,7 @@ from .features import PackedGraphs
 
 __all__ = ["WeightDecoder", "param_kind", "slot_key"]
 
-NORM_OPS = ("batch_norm", "layer_norm")
+NORM_OPS = ("batch_norm", "layer_norm", "group_norm")
 # Bases and anchors are stored at this scale and divided by it when used: with Adam, whose steps
 # have a fixed absolute size, a small stored scale is a large relative learning rate, as for the
 # weights of an ordinary network (stored at unit scale they learned ~20x slower).

@@ -40,7 +40,10 @@ OP_VOCAB = ("add", "avg_pool", "batch_norm", "concat", "conv", "dw_conv", "flatt
             "max_pool", "output", "relu", "relu6", "self_attention", "sigmoid", "silu", "tanh",
             "zero",
             # added for imported PyTorch models (hypernas.graphs.trace)
-            "mul", "adaptive_avg_pool", "dropout", "hardsigmoid", "group_norm")
+            "mul", "adaptive_avg_pool", "dropout", "hardsigmoid", "group_norm",
+            # ... and for torchvision's ViT, ConvNeXt, ShuffleNet, EfficientNet, SqueezeNet
+            "permute", "reshape", "slice", "select", "layer_scale", "class_token",
+            "position_embedding", "stochastic_depth")
 # ops registered outside the vocabulary (a user's own) follow it, sorted
 OP_INDEX = {name: i for i, name in enumerate(
     OP_VOCAB + tuple(sorted(set(list_ops()) - set(OP_VOCAB))))}

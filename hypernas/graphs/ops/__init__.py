@@ -13,7 +13,7 @@ Example:
     (8, 16, 16)
 """
 
-from . import layers, structure  # noqa: F401  (importing them registers every shipped op)
+from . import layers, structure, tensors  # noqa: F401  (importing them registers every shipped op)
 from ._base import REQUIRED, Attr, Op, Shape, get_op, list_ops, register_op
 from .layers import BatchNorm
 

@@ -19,13 +19,18 @@ REQUIRED: Any = object()  # sentinel: the attribute has no default
 
 @dataclass(frozen=True)
 class Attr:
-    """Schema of one node attribute: its type, its default, and the smallest value allowed."""
+    """Schema of one node attribute: its type, its default, and the smallest value allowed.
+
+    ``in_id_at_default=False`` marks an attribute added to an op after candidate ids were
+    published: while it holds its default it is left out of a graph's canonical id, so the ids
+    of graphs that do not use it stay what they were."""
 
     type: type | tuple[type, ...]
     default: Any = REQUIRED
     doc: str = ""
     min: int | None = None
     nullable: bool = False
+    in_id_at_default: bool = True
 
 
 _REGISTRY: dict[str, type["Op"]] = {}

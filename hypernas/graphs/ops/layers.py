@@ -125,7 +125,8 @@ class DepthwiseConv(_Affine):
 
 @register_op
 class Linear(_Affine):
-    """Affine map over the last dimension: ``y = x W^T + b``."""
+    """Affine map over the last dimension: ``y = x W^T + b`` (vectors, tokens, or a
+    channels-last ``(H, W, C)`` map)."""
 
     name = "linear"
     attrs = {"out_features": Attr(int, REQUIRED, "output features", min=1),
@@ -133,7 +134,7 @@ class Linear(_Affine):
 
     @classmethod
     def infer_shape(cls, attrs, in_shapes):
-        _need_rank(in_shapes[0], [1, 2], "linear")
+        _need_rank(in_shapes[0], [1, 2, 3], "linear")
         return (*in_shapes[0][:-1], attrs["out_features"])
 
     @classmethod

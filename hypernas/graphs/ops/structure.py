@@ -25,7 +25,15 @@ def _pool_out(attrs: Mapping[str, Any], in_shapes: Sequence[Shape], what: str) -
         raise ShapeError(f"{what} padding {p} is more than half its kernel {k}; lower the padding")
     full = {**attrs, "stride": attrs["stride"] or k, "dilation": 1}
     _need_rank(in_shapes[0], [3], what)
-    return _spatial_out(full, in_shapes[0], in_shapes[0][0], what)
+    shape = _spatial_out(full, in_shapes[0], in_shapes[0][0], what)
+    if not attrs.get("ceil_mode"):
+        return shape
+    s, (c, h, w) = full["stride"], in_shapes[0]
+
+    def ceil_out(size: int) -> int:  # PyTorch's rule: the last window must start inside
+        out = -(-(size + 2 * p - k) // s) + 1
+        return out - 1 if (out - 1) * s >= size + p else out
+    return (c, ceil_out(h), ceil_out(w))
 
 
 @register_op
@@ -59,7 +67,9 @@ class MaxPool(Op):
     """Max pooling over ``k x k`` windows."""
 
     name = "max_pool"
-    attrs = dict(_POOL)
+    attrs = {**_POOL, "ceil_mode": Attr(bool, False, "round the output size up (a last, partial "
+                                                     "window), as SqueezeNet pools",
+                                         in_id_at_default=False)}
 
     @classmethod
     def infer_shape(cls, attrs, in_shapes):
@@ -67,7 +77,8 @@ class MaxPool(Op):
 
     def forward(self, x: Tensor) -> Tensor:
         c = self.cfg
-        return F.max_pool2d(x, c["kernel_size"], c["stride"] or c["kernel_size"], c["padding"])
+        return F.max_pool2d(x, c["kernel_size"], c["stride"] or c["kernel_size"], c["padding"],
+                            ceil_mode=c.get("ceil_mode", False))
 
 
 @register_op

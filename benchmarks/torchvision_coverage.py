@@ -139,8 +139,10 @@ def measure(name: str, steps: int, train_limit: int) -> dict:
     config = HyperNetConfig.for_space(space, census_samples=1, positional=trained)
     hnet = GraphHyperNetwork(config)
     shapes = param_shapes(graph)
-    weights = hnet([graph], [0])[0]
+    with torch.no_grad():
+        weights = hnet([graph], [0])[0]
     generated = sum(math.prod(shapes[k]) for k in weights if k in shapes)
+    del weights
     row.update(generated_fraction=generated / sum(math.prod(s) for s in shapes.values()),
                hypernet_params=sum(p.numel() for p in hnet.parameters()), trained=trained)
     if trained:
@@ -183,6 +185,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="hypernetwork training steps")
     parser.add_argument("--train-limit", type=int, default=12_000_000,
                         help="train hypernetworks only for models up to this many parameters")
+    parser.add_argument("--skip", help="comma-separated names to leave for a later run")
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
     if args.report:
@@ -192,6 +195,8 @@ def main() -> None:
 
     torch.set_num_threads(1)
     names = args.models.split(",") if args.models else models.list_models(module=models)
+    if args.skip:
+        names = [n for n in names if n not in args.skip.split(",")]
     done = ({json.loads(line)["model"] for line in OUT.read_text().splitlines()}
             if OUT.exists() else set())
     for name in names:

@@ -204,6 +204,7 @@ class SqueezeShuffleNet(nn.Module):
         x = torch.cat([self.stem(x)], 1)
         s = F.relu(self.squeeze(x))
         x = torch.cat([F.relu(self.e1(s)), F.relu(self.e3(s))], 1)
+        x = F.avg_pool2d(x, kernel_size=3, stride=1, padding=1)  # functional, as Inception
         return self.fc(self.shuffle(x).mean([2, 3]))
 
 
@@ -268,6 +269,8 @@ def test_transformer_convnext_and_shuffle_patterns_map_to_their_ops():
     shuffle = from_module(SqueezeShuffleNet(), (1, 15, 15))
     ops = {n: d["op"] for n, d in shuffle.nodes(data=True)}
     assert shuffle.nodes["stem_2"]["ceil_mode"] is True
+    assert shuffle.nodes["avg_pool2d"]["op"] == "avg_pool"
+    assert shuffle.nodes["avg_pool2d"]["padding"] == 1
     slices = sorted((shuffle.nodes[n]["start"], shuffle.nodes[n]["stop"])
                     for n, op in ops.items() if op == "slice")
     assert slices == [(0, 4), (4, 8)]

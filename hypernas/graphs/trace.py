@@ -11,7 +11,7 @@ its attributes (the module's training/eval mode picks the code path traced):
     nn.BatchNorm1d/2d (with running statistics)                            -> batch_norm
     nn.LayerNorm (over the last dimension)                                 -> layer_norm
     nn.ReLU/ReLU6/GELU/SiLU/Hardswish/Tanh/Sigmoid and their functions    -> the activation
-    nn.MaxPool2d/AvgPool2d (square, floor mode)                            -> max_pool, avg_pool
+    nn.MaxPool2d/AvgPool2d and their functions (square windows)            -> max_pool, avg_pool
     nn.AdaptiveAvgPool2d(1) then flatten, x.mean((2, 3))                   -> global_avg_pool
     nn.AdaptiveAvgPool2d(s) otherwise (an SE block's squeeze)              -> adaptive_avg_pool
     nn.GroupNorm, nn.Hardsigmoid                                           -> group_norm, ...
@@ -396,6 +396,10 @@ def _add_node(builder: GraphBuilder, traced: Any, node: Any, env: dict[Any, _Val
                    or (target is F.adaptive_avg_pool2d and args[1:2] in ((1,), ((1, 1),))))
     if global_pool:
         return builder.add("global_avg_pool", _tensor(args[0], env), name=name)
+    if target in (F.max_pool2d, F.avg_pool2d):  # as the module would: nn.MaxPool2d(...)
+        layer = (nn.MaxPool2d if target is F.max_pool2d else nn.AvgPool2d)(*args[1:], **kwargs)
+        op, attrs = _pool(layer)
+        return builder.add(op, _tensor(args[0], env), name=name, **attrs)
     if target is F.dropout:
         p = kwargs.get("p", args[1] if len(args) > 1 else 0.5)
         return builder.add("dropout", _tensor(args[0], env), name=name, p=float(p))

@@ -32,6 +32,7 @@ from .graphs.graph import infer_shapes, validate
 from .graphs.network import Network, count_macs, count_params, param_shapes
 from .graphs.ops import list_ops
 from .graphs.serialize import graph_from_json, graph_to_json, load_graph, save_graph
+from .graphs.trace import ModuleImportError, from_module, module_weights
 from .spaces.space import (
                      Candidate,
                      SearchSpace,
@@ -45,11 +46,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Candidate", "GraphBuilder", "Network", "SearchSpace", "SpaceConfig", "canonical_id",
-    "count_macs", "count_params", "graph_from_json", "graph_to_json", "infer_shapes", "list_ops", "list_spaces",
-    "load", "load_graph", "load_space", "param_shapes", "register_space", "same_architecture",
-    "save_graph", "validate",
+    "count_macs", "count_params", "from_module", "graph_from_json", "graph_to_json",
+    "infer_shapes", "list_ops", "list_spaces", "load", "load_graph", "load_space",
+    "module_weights", "param_shapes", "register_space", "same_architecture", "save_graph",
+    "validate",
     # errors
     "HypernasError", "GraphError", "GraphFormatError", "CycleError", "InputNodeError",
     "OutputNodeError", "UnknownOpError", "NodeAttributeError", "ShapeError", "ArityError",
-    "UnreachableNodeError", "SpaceError", "EncodingError",
+    "UnreachableNodeError", "SpaceError", "EncodingError", "ModuleImportError",
 ]

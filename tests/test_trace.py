@@ -241,6 +241,7 @@ def test_an_imported_module_with_its_own_weights_gives_its_output(make, shape):
 
 
 def test_node_names_and_labels_follow_the_module_paths():
+    assert hn.from_module is from_module and hn.module_weights is module_weights  # public API
     graph = from_module(SmallResNet().train(), (1, 28, 28))
     assert graph.nodes["layer1_1_down_0"]["op"] == "conv"
     assert graph.nodes["layer1_1_down_0"]["label"] == "layer1.1.down.0"

@@ -35,9 +35,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from macro_ranking import scorers, with_top_pick  # noqa: E402  (the same rules as macro)
 from resnet_truth import CANDIDATES_FILE  # noqa: E402
 from resnet_truth import OUT as TRUTH  # noqa: E402
-from truth_ranking import bootstrap, metrics, run_meta, score_all  # noqa: E402
+from truth_ranking import bootstrap, run_meta, score_all  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SCORES = RESULTS / "resnet_scores"
@@ -102,28 +103,6 @@ def score(args: argparse.Namespace) -> int:
 def load_scores(label: str) -> list[dict]:
     return [json.loads(line) for line in (SCORES / f"{label}.jsonl").read_text().splitlines()
             if line.strip()]
-
-
-def scorers(rows: list[dict]) -> dict[str, dict[str, float]]:
-    """{scorer: {encoding: score}}: the run's scorers, params and MACs (more is better, as
-    ranked), and the hypernet rank-averaged with naswot (the product's ``--combine naswot``)."""
-    from hypernas.runs.rankings import combine_rankings
-
-    out = {s: {r["code"]: r["scores"][s] for r in rows} for s in rows[0]["scores"]}
-    out["params"] = {r["code"]: float(r["params"]) for r in rows}
-    out["macs"] = {r["code"]: float(r["macs"]) for r in rows}
-    parts = {s: {c: {"id": c, "score": v} for c, v in out[s].items()}
-             for s in ("hypernet", "naswot")}
-    out["rankavg(hypernet,naswot)"] = {c: r["score"] for c, r in combine_rankings(parts).items()}
-    return out
-
-
-def with_top_pick(scores: dict[str, float], truth: dict[str, float]) -> dict[str, float]:
-    out = metrics(scores, truth)
-    codes = [c for c in scores if c in truth]
-    if codes:
-        out["top_pick"] = truth[max(codes, key=lambda c: (scores[c], c))]
-    return out
 
 
 def agreement() -> dict:

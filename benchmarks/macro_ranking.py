@@ -46,19 +46,20 @@ HALVES = ("design", "report", "all")
 GROUPS = ("all", "band")
 
 
-def truth_by_seed() -> dict[int, dict[str, float]]:
+def truth_by_seed(path: Path = TRUTH) -> dict[int, dict[str, float]]:
+    """{seed: {encoding: test accuracy}} of a truth file (this one's by default)."""
     out: dict[int, dict[str, float]] = {}
-    for line in TRUTH.read_text().splitlines():
+    for line in path.read_text().splitlines():
         if line.strip():
             row = json.loads(line)
             out.setdefault(row["seed"], {})[row["code"]] = row["test_acc"]
     return out
 
 
-def truth() -> dict[str, float]:
+def truth(path: Path = TRUTH) -> dict[str, float]:
     """{encoding: test accuracy averaged over its seeds}."""
     runs: dict[str, list[float]] = {}
-    for accs in truth_by_seed().values():
+    for accs in truth_by_seed(path).values():
         for code, acc in accs.items():
             runs.setdefault(code, []).append(acc)
     return {code: statistics.fmean(v) for code, v in runs.items()}

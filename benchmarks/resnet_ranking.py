@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from macro_ranking import scorers, with_top_pick  # noqa: E402  (the same rules as macro)
+from macro_ranking import scorers, truth, truth_by_seed, with_top_pick  # noqa: E402
 from resnet_truth import CANDIDATES_FILE  # noqa: E402
 from resnet_truth import OUT as TRUTH  # noqa: E402
 from truth_ranking import bootstrap, run_meta, score_all  # noqa: E402
@@ -44,24 +44,6 @@ RESULTS = Path(__file__).parent / "results"
 SCORES = RESULTS / "resnet_scores"
 PROXIES = ("synflow", "naswot", "jacob_cov")
 HALVES = ("all", "design", "report")
-
-
-def truth_by_seed() -> dict[int, dict[str, float]]:
-    out: dict[int, dict[str, float]] = {}
-    for line in TRUTH.read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            out.setdefault(row["seed"], {})[row["code"]] = row["test_acc"]
-    return out
-
-
-def truth() -> dict[str, float]:
-    """{encoding: test accuracy averaged over its seeds}."""
-    runs: dict[str, list[float]] = {}
-    for accs in truth_by_seed().values():
-        for code, acc in accs.items():
-            runs.setdefault(code, []).append(acc)
-    return {code: statistics.fmean(v) for code, v in runs.items()}
 
 
 def encodings() -> list[str]:
@@ -109,7 +91,7 @@ def agreement() -> dict:
     """The truth's own noise: seed 0 against seed 1 on the candidates trained with both."""
     from scipy.stats import kendalltau, spearmanr
 
-    by_seed = truth_by_seed()
+    by_seed = truth_by_seed(TRUTH)
     both = sorted(set(by_seed.get(0, {})) & set(by_seed.get(1, {})))
     if len(both) < 3:
         return {"n": len(both)}
@@ -138,7 +120,7 @@ def between(labels: list[str]) -> dict:
 
 
 def report(args: argparse.Namespace) -> int:
-    values = truth()
+    values = truth(TRUTH)
     accs = sorted(values.values())
     result: dict = {"truth": {"candidates": len(values), "min": accs[0], "max": accs[-1],
                               "median": statistics.median(accs),

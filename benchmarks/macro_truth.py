@@ -30,6 +30,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fmnist_truth import RECIPES, append, done, train_one  # noqa: E402
@@ -69,20 +70,35 @@ def candidates() -> list[dict]:
     return out
 
 
-def jobs() -> list[tuple[str, int]]:
-    """(encoding, seed) in training order: every ``RESEED_EVERY``-th candidate's second seed
-    right after its first."""
+def reseeded(encodings: list[str], every: int) -> list[tuple[str, int]]:
+    """(encoding, seed) in training order: every ``every``-th candidate's second seed right
+    after its first."""
     out = []
-    for i, cand in enumerate(candidates()):
-        out.append((cand["encoding"], 0))
-        if i % RESEED_EVERY == 0:
-            out.append((cand["encoding"], 1))
+    for i, code in enumerate(encodings):
+        out.append((code, 0))
+        if i % every == 0:
+            out.append((code, 1))
     return out
 
 
-def report(path: Path) -> None:
+def jobs() -> list[tuple[str, int]]:
+    return reseeded([c["encoding"] for c in candidates()], RESEED_EVERY)
+
+
+def seed_agreement(by_seed: dict[int, dict[str, float]]) -> str | None:
+    """The line saying how seeds 0 and 1 agree on the candidates trained with both."""
     from scipy.stats import kendalltau, spearmanr
 
+    both = sorted(set(by_seed[0]) & set(by_seed[1]))
+    if len(both) < 3:
+        return None
+    a, b = [by_seed[0][c] for c in both], [by_seed[1][c] for c in both]
+    return (f"two seeds on {len(both)}: Spearman {spearmanr(a, b).statistic:.3f}, Kendall "
+            f"{kendalltau(a, b).statistic:.3f}, mean |diff| "
+            f"{100 * statistics.fmean(abs(x - y) for x, y in zip(a, b)):.2f} points")
+
+
+def report(path: Path) -> None:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     group = {c["encoding"]: c["group"] for c in candidates()}
     by_seed = {s: {r["code"]: r["test_acc"] for r in rows if r["seed"] == s} for s in (0, 1)}
@@ -91,42 +107,46 @@ def report(path: Path) -> None:
         if accs:
             print(f"{g}: {len(accs)} candidates, test accuracy {accs[0]:.4f}..{accs[-1]:.4f}, "
                   f"median {statistics.median(accs):.4f}")
-    both = sorted(set(by_seed[0]) & set(by_seed[1]))
-    if len(both) >= 3:
-        a, b = [by_seed[0][c] for c in both], [by_seed[1][c] for c in both]
-        print(f"two seeds on {len(both)}: Spearman {spearmanr(a, b).statistic:.3f}, Kendall "
-              f"{kendalltau(a, b).statistic:.3f}, mean |diff| "
-              f"{100 * statistics.fmean(abs(x - y) for x, y in zip(a, b)):.2f} points")
+    agreement = seed_agreement(by_seed)
+    if agreement:
+        print(agreement)
     secs = [r["seconds"] for r in rows]
     if secs:
         print(f"median {statistics.median(secs):.0f} s per training, {sum(secs) / 3600:.2f} CPU-h")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    work = functools.partial(train_one, recipe=RECIPES["short"], space_name="macro",
+                             skeleton=SKELETON)
+    return run_set(argv, __doc__, work, jobs, OUT, report, code_width=40)
+
+
+def run_set(argv: list[str] | None, doc: str, work: Callable[[tuple[str, int]], dict],
+            jobs: Callable[[], list[tuple[str, int]]], out: Path,
+            report: Callable[[Path], None], code_width: int) -> int:
+    """A truth set's command line: ``--report``, ``--time N``, or train what ``out`` lacks."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=1, help="parallel processes, 1 thread each")
     parser.add_argument("--time", type=int, metavar="N",
                         help="time N trainings of the first candidates and stop (nothing written)")
     parser.add_argument("--report", action="store_true", help="summarise the output and exit")
     args = parser.parse_args(argv)
     if args.report:
-        report(OUT)
+        report(out)
         return 0
-    work = functools.partial(train_one, recipe=RECIPES["short"], space_name="macro",
-                             skeleton=SKELETON)
     if args.time:
         for job in jobs()[:args.time]:
             row = work(job)
             print(f"{row['params']:,} params, {row['macs']:,} MACs: {row['seconds']:.0f} s, "
                   f"test {row['test_acc']:.4f}", flush=True)
         return 0
-    todo = [j for j in jobs() if j not in done(OUT)]
-    print(f"{len(todo)} trainings to go -> {OUT}", flush=True)
+    todo = [j for j in jobs() if j not in done(out)]
+    print(f"{len(todo)} trainings to go -> {out}", flush=True)
     started = time.perf_counter()
     with mp.get_context("spawn").Pool(args.workers) as pool:
         for row in pool.imap(work, todo):
-            append(OUT, row)
-            print(f"{row['code'][:40]} seed {row['seed']}: test {row['test_acc']:.4f} "
+            append(out, row)
+            print(f"{row['code'][:code_width]} seed {row['seed']}: test {row['test_acc']:.4f} "
                   f"({row['seconds']:.0f} s; {(time.perf_counter() - started) / 60:.0f} min in)",
                   flush=True)
     return 0

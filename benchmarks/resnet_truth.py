@@ -23,17 +23,15 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
-import multiprocessing as mp
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fmnist_truth import RECIPES, append, done, train_one  # noqa: E402
+from fmnist_truth import RECIPES, train_one  # noqa: E402
+from macro_truth import reseeded, run_set, seed_agreement  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = str(ROOT / "search_spaces" / "resnet.py")  # by path, as a user would give it
@@ -63,19 +61,10 @@ def candidates() -> list[dict]:
 
 
 def jobs() -> list[tuple[str, int]]:
-    """(encoding, seed) in training order: every ``RESEED_EVERY``-th candidate's second seed
-    right after its first."""
-    out = []
-    for i, cand in enumerate(candidates()):
-        out.append((cand["encoding"], 0))
-        if i % RESEED_EVERY == 0:
-            out.append((cand["encoding"], 1))
-    return out
+    return reseeded([c["encoding"] for c in candidates()], RESEED_EVERY)
 
 
 def report(path: Path) -> None:
-    from scipy.stats import kendalltau, spearmanr
-
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     by_seed = {s: {r["code"]: r["test_acc"] for r in rows if r["seed"] == s} for s in (0, 1)}
     accs = sorted(by_seed[0].values())
@@ -83,12 +72,9 @@ def report(path: Path) -> None:
           f"{len(by_seed[1])} with seed 1")
     if accs:
         print(f"test accuracy {accs[0]:.4f}..{accs[-1]:.4f}, median {statistics.median(accs):.4f}")
-    both = sorted(set(by_seed[0]) & set(by_seed[1]))
-    if len(both) >= 3:
-        a, b = [by_seed[0][c] for c in both], [by_seed[1][c] for c in both]
-        print(f"two seeds on {len(both)}: Spearman {spearmanr(a, b).statistic:.3f}, Kendall "
-              f"{kendalltau(a, b).statistic:.3f}, mean |diff| "
-              f"{100 * statistics.fmean(abs(x - y) for x, y in zip(a, b)):.2f} points")
+    agreement = seed_agreement(by_seed)
+    if agreement:
+        print(agreement)
     secs = [r["seconds"] for r in rows]
     if secs:
         print(f"median {statistics.median(secs):.0f} s per training (min {min(secs):.0f}, max "
@@ -96,32 +82,8 @@ def report(path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, default=1, help="parallel processes, 1 thread each")
-    parser.add_argument("--time", type=int, metavar="N",
-                        help="time N trainings of the first candidates and stop (nothing written)")
-    parser.add_argument("--report", action="store_true", help="summarise the output and exit")
-    args = parser.parse_args(argv)
-    if args.report:
-        report(OUT)
-        return 0
     work = functools.partial(train_one, recipe=RECIPE, space_name=SPACE, skeleton=SKELETON)
-    if args.time:
-        for job in jobs()[:args.time]:
-            row = work(job)
-            print(f"{row['params']:,} params, {row['macs']:,} MACs: {row['seconds']:.0f} s, "
-                  f"test {row['test_acc']:.4f}", flush=True)
-        return 0
-    todo = [j for j in jobs() if j not in done(OUT)]
-    print(f"{len(todo)} trainings to go -> {OUT}", flush=True)
-    started = time.perf_counter()
-    with mp.get_context("spawn").Pool(args.workers) as pool:
-        for row in pool.imap(work, todo):
-            append(OUT, row)
-            print(f"{row['code'][:60]} seed {row['seed']}: test {row['test_acc']:.4f} "
-                  f"({row['seconds']:.0f} s; {(time.perf_counter() - started) / 60:.0f} min in)",
-                  flush=True)
-    return 0
+    return run_set(argv, __doc__, work, jobs, OUT, report, code_width=60)
 
 
 if __name__ == "__main__":

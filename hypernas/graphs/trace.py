@@ -146,6 +146,27 @@ def _pool(m: nn.MaxPool2d | nn.AvgPool2d) -> tuple[str, dict[str, Any]]:
     return "max_pool", {**attrs, "ceil_mode": True} if m.ceil_mode else attrs
 
 
+def _functional_pool(max_pool: bool, args: Sequence[Any], kwargs: dict[str, Any]
+                     ) -> tuple[str, dict[str, Any]]:
+    """``F.max_pool2d``/``F.avg_pool2d`` or their ATen ops (the same arguments, in the same
+    order) mapped as the module with those arguments would be."""
+    names = (("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode",
+              "return_indices") if max_pool else
+             ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
+              "divisor_override"))
+    c = {**dict(zip(names, args)), **kwargs}
+    c = {k: _pair(v) for k, v in c.items()}  # ATen's lists as the modules' ints and pairs
+    stride = c.get("stride") or None  # ATen's [] and F's None both mean the kernel size
+    if max_pool:
+        if c.get("return_indices"):
+            raise _Unmapped("max pooling that returns indices has no op")
+        return _pool(nn.MaxPool2d(c["kernel_size"], stride, c.get("padding", 0),
+                                  c.get("dilation", 1), ceil_mode=bool(c.get("ceil_mode"))))
+    return _pool(nn.AvgPool2d(c["kernel_size"], stride, c.get("padding", 0),
+                              bool(c.get("ceil_mode")), bool(c.get("count_include_pad", True)),
+                              c.get("divisor_override")))
+
+
 def _adaptive(m: nn.AdaptiveAvgPool2d) -> tuple[str, dict[str, Any]]:
     return "adaptive_avg_pool", {"output_size": _square(m.output_size, "output size")}
 
@@ -216,12 +237,7 @@ def from_module(module: nn.Module, input_shape: Sequence[int],
     finally:
         module.train(was_training)
     out = next(n for n in traced.graph.nodes if n.op == "output")
-    out_shape = _shape(out.args[0])
-    if len(out_shape) != 2:
-        raise ModuleImportError(f"{name} returns a tensor of shape (batch, "
-                                f"{', '.join(map(str, out_shape[1:]))}); a "
-                                "classifier's output is (batch, classes)")
-    builder = GraphBuilder(input_shape, num_outputs or out_shape[1])
+    builder = _classifier(name, input_shape, num_outputs, _shape(out.args[0]))
     env: dict[Any, _Value] = {}
     for node in traced.graph.nodes:
         if node.op == "placeholder":
@@ -242,6 +258,17 @@ def from_module(module: nn.Module, input_shape: Sequence[int],
     graph = builder.build()
     graph.graph["traced_by"] = "torch.fx"
     return graph
+
+
+def _classifier(name: str, input_shape: Sequence[int], num_outputs: int | None,
+                out_shape: tuple[int, ...]) -> GraphBuilder:
+    """The builder of a module whose output has ``out_shape`` (batch dim included), which must
+    be a classifier's ``(batch, classes)``."""
+    if len(out_shape) != 2:
+        raise ModuleImportError(f"{name} returns a tensor of shape (batch, "
+                                f"{', '.join(map(str, out_shape[1:]))}); a classifier's output "
+                                "is (batch, classes)")
+    return GraphBuilder(input_shape, num_outputs or out_shape[1])
 
 
 def _first(err: BaseException) -> str:
@@ -280,6 +307,11 @@ class _Parts:
     source: str
     dim: int
     bounds: tuple[tuple[int, int], ...]
+
+    def read(self, builder: GraphBuilder, index: int, name: str) -> str:
+        """The slice node of part ``index``."""
+        start, stop = self.bounds[index]
+        return builder.add("slice", self.source, name=name, dim=self.dim, start=start, stop=stop)
 
 
 @dataclass(frozen=True)
@@ -396,9 +428,8 @@ def _add_node(builder: GraphBuilder, traced: Any, node: Any, env: dict[Any, _Val
                    or (target is F.adaptive_avg_pool2d and args[1:2] in ((1,), ((1, 1),))))
     if global_pool:
         return builder.add("global_avg_pool", _tensor(args[0], env), name=name)
-    if target in (F.max_pool2d, F.avg_pool2d):  # as the module would: nn.MaxPool2d(...)
-        layer = (nn.MaxPool2d if target is F.max_pool2d else nn.AvgPool2d)(*args[1:], **kwargs)
-        op, attrs = _pool(layer)
+    if target in (F.max_pool2d, F.avg_pool2d):
+        op, attrs = _functional_pool(target is F.max_pool2d, args, kwargs)
         return builder.add(op, _tensor(args[0], env), name=name, **attrs)
     if target is F.dropout:
         p = kwargs.get("p", args[1] if len(args) > 1 else 0.5)
@@ -517,9 +548,7 @@ def _getitem(builder: GraphBuilder, node: Any, env: dict[Any, _Value]) -> _Value
     source, index = node.args
     value, name = env.get(source), _node_name(node.name)
     if isinstance(value, _Parts):
-        start, stop = value.bounds[index]
-        return builder.add("slice", value.source, name=name, dim=value.dim, start=start,
-                           stop=stop)
+        return value.read(builder, index, name)
     if isinstance(value, _Attention):
         return value.name if index == 0 else ""  # the weights: refused where they are used
     if not hasattr(node.meta.get("tensor_meta"), "shape"):
@@ -591,12 +620,8 @@ def _from_export(module: nn.Module, input_shape: Sequence[int], num_outputs: int
         if node not in live:
             live.add(node)
             stack.extend(node.all_input_nodes)
-    out_shape = tuple(nodes[-1].args[0][0].meta["val"].shape)
-    if len(out_shape) != 2:
-        raise ModuleImportError(f"{name} returns a tensor of shape (batch, "
-                                f"{', '.join(map(str, out_shape[1:]))}); a classifier's output "
-                                "is (batch, classes)")
-    builder = GraphBuilder(input_shape, num_outputs or out_shape[1])
+    builder = _classifier(name, input_shape, num_outputs,
+                          tuple(nodes[-1].args[0][0].meta["val"].shape))
     env: dict[Any, _Value] = {}
     owners: set[str] = set()
     for node in nodes:
@@ -658,9 +683,7 @@ def _add_aten(builder: GraphBuilder, node: Any, env: dict[Any, _Value],
         source, index = args
         parts = env.get(source)
         if isinstance(parts, _Parts):
-            start, stop = parts.bounds[index]
-            return builder.add("slice", parts.source, name=_node_name(node.name), dim=parts.dim,
-                               start=start, stop=stop)
+            return parts.read(builder, index, _node_name(node.name))
         return parts if index == 0 and isinstance(parts, str) else ""
     if op == "expand" and isinstance(env.get(args[0]), _Held):
         return env[args[0]]
@@ -719,23 +742,8 @@ def _add_aten(builder: GraphBuilder, node: Any, env: dict[Any, _Value],
         return builder.add(op, _tensor(c["input"], env), name=_node_name(owner), label=owner,
                            **attrs)
     if op in ("max_pool2d", "avg_pool2d"):
-        c = (call("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode")
-             if op == "max_pool2d" else
-             call("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
-                  "divisor_override"))
-        k = _square(_pair(c["kernel_size"]), "kernel")
-        attrs = {"kernel_size": k, "stride": _square(_pair(c.get("stride") or k), "stride"),
-                 "padding": _square(_pair(c.get("padding", 0)), "padding")}
-        if _pair(c.get("dilation", 1)) not in (1, (1, 1)) or c.get("divisor_override") is not None:
-            raise _Unmapped("pooling with dilation or a divisor override has no op")
-        if c.get("ceil_mode"):
-            if op == "avg_pool2d":
-                raise _Unmapped("average pooling with ceil_mode has no op; use the floor mode")
-            attrs["ceil_mode"] = True
-        if op == "avg_pool2d":
-            attrs["count_include_pad"] = bool(c.get("count_include_pad", True))
-        return builder.add(op[:-2], _tensor(c["input"], env), name=name,
-                           **attrs)
+        pool, attrs = _functional_pool(op == "max_pool2d", args, node.kwargs)
+        return builder.add(pool, _tensor(args[0], env), name=name, **attrs)
     if op == "adaptive_avg_pool2d":
         size = _square(_pair(args[1]), "output size")
         return builder.add("adaptive_avg_pool", _tensor(args[0], env), name=name,

@@ -21,8 +21,8 @@ and back; ``--choose`` prints that table for floor shares 0.25, 0.5, 1 and 4 (4:
 depends on the disagreement), over the NB201 trainings.
 
 The calibration shipped with the NB201 hypernetwork (``hypernas/ranking/shipped/*.json``,
-``calibration``) is the one fitted here on the first truth's design half with the ``shipped-10k``
-scores: ``--ship`` writes it.
+``calibration``) is the one fitted here on the first truth's design half with the scores of
+the shipped ensemble (``SHIPPED_LABEL``): ``--ship`` writes it.
 
 Usage:
     python benchmarks/uncertainty_calibration.py --choose
@@ -52,9 +52,12 @@ OUT = RESULTS / "uncertainty_calibration.json"
 SHIPPED_CARD = (Path(__file__).parent.parent / "hypernas" / "ranking" / "shipped"
                 / "nb201-fashion-mnist-16.json")
 LEVEL = 0.8
+SHIPPED_LABEL = "shipped-ensemble"  # the truth_scores rows of the hypernetwork shipped today
+NB201_LABELS = ("default-seed0", "default-seed1", "shipped-10k", "member-seed1", "member-seed2",
+                SHIPPED_LABEL)
 SETS = {  # truth -> (score labels, score folder)
-    "nb201-short": (("default-seed0", "default-seed1", "shipped-10k"), "truth_scores"),
-    "nb201-long": (("default-seed0", "default-seed1", "shipped-10k"), "truth_scores"),
+    "nb201-short": (NB201_LABELS, "truth_scores"),
+    "nb201-long": (NB201_LABELS, "truth_scores"),
     "macro": (("macro-s0", "macro-s1"), "macro_scores"),
 }
 RECIPES = {
@@ -208,11 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.ship:
         acc, design, _ = truth_and_halves("nb201-short")
-        cal = calibrate(score_rows("truth_scores", "shipped-10k"), acc, design, FLOOR_SHARE,
+        cal = calibrate(score_rows("truth_scores", SHIPPED_LABEL), acc, design, FLOOR_SHARE,
                         recipe=RECIPES["nb201-short"],
                         source="benchmarks/results/fmnist_truth.jsonl, design half (even "
                                "positions of fmnist_truth_cells.json), scores of "
-                               "truth_scores/shipped-10k.jsonl; made by python "
+                               f"truth_scores/{SHIPPED_LABEL}.jsonl; made by python "
                                "benchmarks/uncertainty_calibration.py --ship")
         card = json.loads(SHIPPED_CARD.read_text())
         card["calibration"] = cal.to_dict()

@@ -26,8 +26,8 @@ from torch.func import functional_call
 import hypernas.hypernet.trainer as trainer_module
 from hypernas.data import Split, load_dataset
 from hypernas.errors import HypernasError
-from hypernas.hypernet import (CensusError, GraphHyperNetwork, HyperNetConfig, PackedGraphs,
-                               list_hypernets, pack_graphs)
+from hypernas.hypernet import (CensusError, GraphHyperNetwork, HyperNetConfig, HyperNetEnsemble,
+                               PackedGraphs, list_hypernets, pack_graphs)
 from hypernas.hypernet.features import MAX_DISTANCE, NUM_FEATURES
 from hypernas.hypernet.trainer import (CheckpointError, HyperTrainConfig, HyperTrainer,
                                        load_checkpoint, meta_network, save_checkpoint)
@@ -318,6 +318,55 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     for mine, theirs in zip(_outputs(hnet, graphs), _outputs(back, graphs)):
         for a, b in zip(mine, theirs):
             assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_an_ensemble_serves_each_members_heads_in_turn_and_round_trips(tmp_path: Path) -> None:
+    members = [make_hnet("nb201", seed=s) for s in (1, 2, 3)]
+    ens = HyperNetEnsemble(members)
+    per = members[0].config.samples
+    assert ens.config.samples == 3 * per and ens.member_config == members[0].config
+    graphs = mixed_graphs("nb201")
+    theirs = [_outputs(m, graphs) for m in members]
+    mine = _outputs(ens, graphs)
+    for g in range(len(graphs)):
+        assert len(mine[g]) == 3 * per
+        for m in range(3):
+            for h in range(per):
+                a, b = mine[g][m * per + h], theirs[m][g][h]
+                assert all(torch.equal(a[k], b[k]) for k in b)
+    # forward with a sample per graph: graph g gets member heads[g] // per, head heads[g] % per
+    heads = [per + 1, 0, 3 * per - 1]
+    with torch.no_grad():
+        picked = ens(graphs, heads)
+    for g, s in enumerate(heads):
+        want = theirs[s // per][g][s % per]
+        assert all(torch.equal(picked[g][k], want[k]) for k in want)
+    with pytest.raises(HypernasError, match="heads must lie in 0..11"):
+        ens(graphs, [12, 0, 0])
+    # saved as one file and loaded back as the same ensemble, checked against a member's config
+    path = tmp_path / "ens.safetensors"
+    save_checkpoint(path, ens, None, {"step": 5})
+    back, _, meta = load_checkpoint(path, members[0].config)
+    assert isinstance(back, HyperNetEnsemble) and meta["members"] == 3 and meta["step"] == 5
+    for a_g, b_g in zip(_outputs(back, graphs), mine):
+        assert all(torch.equal(a[k], b[k]) for a, b in zip(a_g, b_g) for k in a)
+    # a single hypernetwork saved over it is a single one again
+    save_checkpoint(path, members[0], None, {"step": 6, "members": 3})
+    assert isinstance(load_checkpoint(path)[0], GraphHyperNetwork)
+
+
+def test_an_ensemble_needs_members_of_one_config_and_cannot_be_trained_on(tmp_path: Path) -> None:
+    with pytest.raises(HypernasError, match="at least two"):
+        HyperNetEnsemble([make_hnet("mlp")])
+    with pytest.raises(HypernasError, match="share one config"):
+        HyperNetEnsemble([make_hnet("mlp"), make_hnet("mlp", dim=8)])
+    path = tmp_path / "ens.safetensors"
+    save_checkpoint(path, HyperNetEnsemble([make_hnet("mlp", seed=s) for s in (0, 1)]), None,
+                    {"step": 3, "elapsed": 1.0})
+    data = load_dataset("digits")
+    with pytest.raises(CheckpointError, match="ensemble of 2 .* cannot be trained further"):
+        HyperTrainer(make_hnet("mlp"), space_of("mlp"), data.train,
+                     HyperTrainConfig(steps=4), checkpoint=path)
 
 
 def test_bad_checkpoint_files_name_their_path(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from hypernas.cli import main
 from hypernas.data import DataConfig
 from hypernas.errors import HypernasError
+from hypernas.hypernet import HyperNetEnsemble
 from hypernas.hypernet.features import OP_INDEX
 from hypernas.hypernet.trainer import load_checkpoint
 from hypernas.ranking import pretrained
@@ -169,6 +170,40 @@ def test_no_pretrained_trains_its_own_and_a_run_keeps_what_it_started_with(tiny_
     assert main([*SEARCH, "--run", "s"]) == 0
     assert main([*SEARCH, "--run", "s", "--no-pretrained"]) == 2
     assert "different setup" in capsys.readouterr().err
+
+
+def test_an_ensemble_of_trainings_ships_and_ranks_as_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HYPERNAS_RUNS", str(tmp_path / "runs"))
+    base = ["train", "mlp", "--data", "digits", "--set", "max_depth=2", "--steps", "3",
+            "--meta-batch", "2", "--batch-size", "8"]
+    for seed in (0, 1):
+        assert main([*base, "--seed", str(seed), "--data-seed", "0", "--run", f"m{seed}"]) == 0
+    assert main([*base, "--seed", "2", "--run", "split2"]) == 0  # its own split (data seed 2)
+    shipped = tmp_path / "shipped"
+    monkeypatch.setattr(pretrained, "SHIPPED", shipped)
+    m0, m1 = load_run(Run("m0")), load_run(Run("m1"))
+    assert m1.config.data.seed == 0 and m1.config.train.seed == 1
+    with pytest.raises(HypernasError, match="split2 differs from m0 in data"):
+        ship(m0, "x", "cmd", [], out_dir=shipped, members=[load_run(Run("split2"))])
+    assert not shipped.exists()
+    cells = [c.encoding for c in m0.space.sample_many(2, seed=0)]
+    ship(m0, "mlp-digits", "cmd", cells, out_dir=shipped, members=[m1])
+    pre = get_pretrained("mlp-digits")
+    assert [(m["run"], m["train"]["seed"], m["trained"]["steps"]) for m in pre.card["members"]] \
+        == [("m0", 0, 3), ("m1", 1, 3)]
+    # a run from it holds the ensemble: every member's heads score each candidate
+    loaded = start_run(Run("from-ensemble"), _config("mlp-digits"))
+    assert train_run(loaded)["step"] == 3
+    hnet, _, meta = load_checkpoint(loaded.run.checkpoint_path)
+    assert isinstance(hnet, HyperNetEnsemble) and meta["members"] == 2
+    assert hnet.config.samples == 2 * m0.config.hypernet.samples
+    again = check_reference(loaded, pre)
+    assert again["max_diff"] <= 1e-4
+    alone = pretrained.reference_scores(m0, [m0.space.replay(c) for c in cells])
+    assert all(abs(alone[c] - again["again"][c]) > 1e-6 for c in cells)  # not m0's alone
+    assert main([*SEARCH, "--run", "s"]) == 0
+    assert "ranking with the shipped hypernetwork mlp-digits" in capsys.readouterr().out
+    assert not Run("s").train_log_path.exists()
 
 
 def test_changed_shipped_weights_are_refused(tiny_shipped, tmp_path):

@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="images per step (64)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (2e-3)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument("--data-seed", type=int,
+                   help="seed of the training/validation split (default: --seed); hold it while "
+                        "changing --seed to train another member of an ensemble on the same images")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: small ops run steadier single-threaded)")
     p.add_argument("--pretrained", action="store_true",

@@ -83,9 +83,14 @@ def cmd_pretrained(args: argparse.Namespace) -> int:
     for pre in available():
         cfg, trained = RunConfig.from_dict(pre.config_dict), pre.card["trained"]
         settings = ", ".join(f"{k}={v}" for k, v in cfg.space_settings.items()) or "defaults"
+        more = pre.card.get("members", [])[1:]  # an ensemble: the first member is `trained`
+        also = (f"; ensemble with {len(more)} more (seeds "
+                f"{', '.join(str(m['train']['seed']) for m in more)}: "
+                f"{', '.join(format(m['trained']['steps'], ',') for m in more)} steps)"
+                if more else "")
         table.add_row(pre.name, cfg.space, settings, f"{cfg.data.name} (seed {cfg.data.seed})",
                       str(cfg.resolution or "as stored"),
-                      f"{trained['steps']:,} steps, {trained['minutes']} min",
+                      f"{trained['steps']:,} steps, {trained['minutes']} min{also}",
                       pre.card["command"])
     _console().print(table)
     return 0

@@ -8,12 +8,14 @@ graph and weight sample, keyed like ``Network(graph).state_dict()``, to run with
     backbones.py  the message passing (gated_gnn, graph_transformer, graph_free)
     decoder.py    node embeddings to parameters of the exact shape
     model.py      GraphHyperNetwork and its config (with the space's shape census)
+    ensemble.py   HyperNetEnsemble: independent trainings used as one (their heads in turn)
     trainer.py    HyperTrainer: meta-batches of architectures on image batches; checkpoints
 """
 
 from .backbones import BACKBONES, list_hypernets
+from .ensemble import HyperNetEnsemble
 from .features import PackedGraphs, pack_graphs
 from .model import CensusError, GraphHyperNetwork, HyperNetConfig, shape_census
 
-__all__ = ["GraphHyperNetwork", "HyperNetConfig", "CensusError", "PackedGraphs", "pack_graphs",
-           "shape_census", "list_hypernets", "BACKBONES"]
+__all__ = ["GraphHyperNetwork", "HyperNetEnsemble", "HyperNetConfig", "CensusError",
+           "PackedGraphs", "pack_graphs", "shape_census", "list_hypernets", "BACKBONES"]

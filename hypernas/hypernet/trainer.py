@@ -36,6 +36,7 @@ from ..errors import HypernasError
 from ..graphs.graph import fingerprint
 from ..graphs.network import Network, count_params
 from ..spaces.space import Candidate, SearchSpace
+from .ensemble import HyperNetEnsemble
 from .features import OP_INDEX
 from .model import GraphHyperNetwork, HyperNetConfig
 
@@ -103,15 +104,21 @@ def predicted_logits(net: Network, weights: dict[str, Tensor], x: Tensor) -> Ten
     return torch.func.functional_call(net, weights, (x,), {"batch_stats": True}, strict=False)
 
 
-def save_checkpoint(path: Path, hnet: GraphHyperNetwork, opt: torch.optim.Optimizer | None,
-                    meta: dict[str, Any]) -> None:
-    """Write weights (+ optimiser state) atomically; ``meta`` goes into the file's metadata."""
+def save_checkpoint(path: Path, hnet: GraphHyperNetwork | HyperNetEnsemble,
+                    opt: torch.optim.Optimizer | None, meta: dict[str, Any]) -> None:
+    """Write weights (+ optimiser state) atomically; ``meta`` goes into the file's metadata.
+    An ensemble is written as its members' weights and config with their number."""
     tensors = {f"hnet.{k}": v.detach().cpu().contiguous() for k, v in hnet.state_dict().items()}
     if opt is not None:
         for i, state in opt.state_dict()["state"].items():
             for k, v in state.items():
                 tensors[f"opt.{i}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
-    metadata = {"hypernas": json.dumps({**meta, "hypernet": hnet.config.to_dict()})}
+    if isinstance(hnet, HyperNetEnsemble):
+        meta = {**meta, "hypernet": hnet.member_config.to_dict(), "members": len(hnet.members)}
+    else:
+        meta = {**meta, "hypernet": hnet.config.to_dict()}
+        meta.pop("members", None)
+    metadata = {"hypernas": json.dumps(meta)}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
@@ -119,9 +126,11 @@ def save_checkpoint(path: Path, hnet: GraphHyperNetwork, opt: torch.optim.Optimi
 
 
 def load_checkpoint(path: Path, config: HyperNetConfig | None = None
-                    ) -> tuple[GraphHyperNetwork, dict[str, Tensor], dict[str, Any]]:
+                    ) -> tuple[GraphHyperNetwork | HyperNetEnsemble, dict[str, Tensor],
+                               dict[str, Any]]:
     """(hypernetwork, optimiser tensors, metadata) from a checkpoint; with ``config``, refuse a
-    checkpoint made for a different hypernetwork."""
+    checkpoint made for a different hypernetwork. A checkpoint of several members (metadata
+    ``members``) gives a :class:`HyperNetEnsemble` whose members have ``config``."""
     try:
         tensors = load_file(str(path))
         from safetensors import safe_open
@@ -139,15 +148,22 @@ def load_checkpoint(path: Path, config: HyperNetConfig | None = None
                 if v != getattr(config, k)}
         raise CheckpointError(f"checkpoint {path} was made for another hypernetwork (differs in "
                               f"{', '.join(diff)}); use the run it came from or a new --run name")
-    hnet = GraphHyperNetwork(saved)
     state = {k[5:]: v for k, v in tensors.items() if k.startswith("hnet.")}
     opt_state = {k[4:]: v for k, v in tensors.items() if k.startswith("opt.")}
-    meta["ops_added"] = _pad_vocabulary(state, opt_state, [n for n, _ in hnet.named_parameters()])
+    members = int(meta.get("members", 1))
+    nets = [GraphHyperNetwork(saved) for _ in range(members)]
+    names = [n for n, _ in nets[0].named_parameters()]
+    parts = ([state] if members == 1 else
+             [{k[len(f"members.{m}."):]: v for k, v in state.items()
+               if k.startswith(f"members.{m}.")} for m in range(members)])
+    meta["ops_added"] = max(_pad_vocabulary(part, opt_state if members == 1 else {}, names)
+                            for part in parts)
     try:
-        hnet.load_state_dict(state)
+        for net, part in zip(nets, parts):
+            net.load_state_dict(part)
     except RuntimeError as err:
         raise CheckpointError(f"checkpoint {path} does not fit its own config: {err}") from None
-    return hnet, opt_state, meta
+    return (nets[0] if members == 1 else HyperNetEnsemble(nets)), opt_state, meta
 
 
 def _pad_vocabulary(state: dict[str, Tensor], opt_state: dict[str, Tensor],
@@ -179,7 +195,8 @@ def _pad_vocabulary(state: dict[str, Tensor], opt_state: dict[str, Tensor],
 
 
 
-def checkpoint_from_bytes(data: bytes, config: HyperNetConfig | None = None) -> GraphHyperNetwork:
+def checkpoint_from_bytes(data: bytes, config: HyperNetConfig | None = None
+                          ) -> GraphHyperNetwork | HyperNetEnsemble:
     """The hypernetwork of a checkpoint file's bytes (as shipped to Ray workers once), checked
     against ``config`` like any checkpoint (:func:`load_checkpoint`)."""
     with tempfile.TemporaryDirectory(prefix="hypernas-") as tmp:
@@ -212,6 +229,10 @@ class HyperTrainer:
 
     def _resume(self, path: Path) -> None:
         saved, opt_state, meta = load_checkpoint(path, self.hnet.config)
+        if isinstance(saved, HyperNetEnsemble):
+            raise CheckpointError(f"checkpoint {path} holds an ensemble of {len(saved.members)} "
+                                  "trained hypernetworks: it is used as it is and cannot be "
+                                  "trained further; train a new --run to change it")
         self.hnet.load_state_dict(saved.state_dict())
         _restore_optimizer(self.opt, opt_state)
         self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])

@@ -126,12 +126,14 @@ def install(loaded: Any) -> None:
 
 
 def reference_scores(loaded: Any, cands: Sequence[Candidate],
-                     images: int = REFERENCE_IMAGES) -> dict[str, float]:
+                     images: int = REFERENCE_IMAGES, hnet: Any = None) -> dict[str, float]:
     """{encoding: hypernet score} of ``cands`` on the first ``images`` evaluation images with
-    the run's checkpoint (the numbers a shipped card records and a test repeats)."""
+    ``hnet`` (default: the run's checkpoint): the numbers a shipped card records and a test
+    repeats."""
     from .scoring import eval_slices, score_hypernet
 
-    hnet, _, _ = load_checkpoint(loaded.run.checkpoint_path, loaded.config.hypernet)
+    if hnet is None:
+        hnet, _, _ = load_checkpoint(loaded.run.checkpoint_path, loaded.config.hypernet)
     score = dataclasses.replace(loaded.config.score, eval_size=images)
     rows = score_hypernet(hnet, cands, eval_slices(loaded.data.val, score, hnet.config.samples))
     return {cand.encoding: row["score"] for cand, row in zip(cands, rows)}
@@ -150,27 +152,66 @@ def check_reference(loaded: Any, pre: Pretrained, atol: float = 1e-4) -> dict[st
     return {"recorded": ref["scores"], "again": again, "max_diff": worst}
 
 
-def ship(loaded: Any, name: str, command: str, cells: Sequence[str],
-         out_dir: Path = SHIPPED) -> Path:
-    """Write a trained run's hypernetwork (weights only) and its card as ``out_dir/name.*``;
-    ``cells`` are the encodings whose scores the card records. Returns the card's path."""
+def _trained(loaded: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """(hypernetwork, checkpoint metadata, the card's ``trained`` entry) of a run trained to
+    its step count."""
+    from ..hypernet.ensemble import HyperNetEnsemble
+
     hnet, _, meta = load_checkpoint(loaded.run.checkpoint_path, loaded.config.hypernet)
     cfg = loaded.config
     if cfg.train.steps is None or meta["step"] < cfg.train.steps:
         raise HypernasError(f"run {loaded.run.name} is not trained to a step count (train it "
                             "with --steps N to the end first, so the card's command reproduces it)")
-    reference = reference_scores(loaded, [loaded.space.replay(c) for c in cells])
+    if isinstance(hnet, HyperNetEnsemble):
+        raise HypernasError(f"run {loaded.run.name} holds an ensemble already; ship its members' "
+                            "own runs (--member RUN each) instead")
+    if cfg.pretrained:  # installed from a shipped one: its training is on that card
+        return hnet, meta, dict(get_pretrained(cfg.pretrained).card["trained"])
+    log = list(read_jsonl(loaded.run.train_log_path))
+    return hnet, meta, {"steps": meta["step"], "minutes": round(meta["elapsed"] / 60, 1),
+                        "last_loss": log[-1]["loss"] if log else None,
+                        "last_acc": log[-1]["acc"] if log else None}
+
+
+def _same_but_training(first: Any, other: Any) -> None:
+    """Refuse an ensemble member trained on another setup than the first member."""
+    a, b = ({**{k: v for k, v in x.config.to_dict().items() if k not in ("train", "pretrained")},
+             "space_settings": _effective_settings(x.config.space, x.config.space_settings)}
+            for x in (first, other))  # {"N": 1} and {"C": 16, "N": 1} are one setup on NB201
+    if a != b:
+        differ = ", ".join(k for k in a if a[k] != b[k])
+        raise HypernasError(f"run {other.run.name} differs from {first.run.name} in {differ}; "
+                            "the members of an ensemble differ only in their training (--seed, "
+                            "--steps), on the same split (--data-seed)")
+
+
+def ship(loaded: Any, name: str, command: str, cells: Sequence[str],
+         out_dir: Path = SHIPPED, members: Sequence[Any] = ()) -> Path:
+    """Write a trained run's hypernetwork (weights only) and its card as ``out_dir/name.*``;
+    ``cells`` are the encodings whose scores the card records. With ``members`` (more trained
+    runs of the same setup) the weights are those of a
+    :class:`~hypernas.hypernet.ensemble.HyperNetEnsemble` of the run and the members, and the
+    card lists each member's training. Returns the card's path."""
+    from ..hypernet.ensemble import HyperNetEnsemble
+
+    hnet, meta, trained = _trained(loaded)
+    card_members = []
+    if members:
+        for other in members:
+            _same_but_training(loaded, other)
+        made = [(hnet, meta, trained), *(_trained(other) for other in members)]
+        card_members = [{"run": run.run.name, "train": run.config.train.to_dict(),
+                         "trained": done} for run, (_, _, done) in zip([loaded, *members], made)]
+        hnet = HyperNetEnsemble([net for net, _, _ in made])
+    reference = reference_scores(loaded, [loaded.space.replay(c) for c in cells], hnet=hnet)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{name}.safetensors"
     save_checkpoint(weights, hnet, None, {"step": meta["step"], "elapsed": meta["elapsed"],
                                           "nan_skipped": meta.get("nan_skipped", 0),
                                           "train": meta["train"]})
-    log = list(read_jsonl(loaded.run.train_log_path))
-    config = {k: v for k, v in cfg.to_dict().items() if k != "pretrained"}
+    config = {k: v for k, v in loaded.config.to_dict().items() if k != "pretrained"}
     card = {"name": name, "config": config, "command": command, "sha256": _sha256(weights),
-            "trained": {"steps": meta["step"], "minutes": round(meta["elapsed"] / 60, 1),
-                        "last_loss": log[-1]["loss"] if log else None,
-                        "last_acc": log[-1]["acc"] if log else None},
+            "trained": trained, **({"members": card_members} if card_members else {}),
             "reference": {"images": REFERENCE_IMAGES, "scores": reference}}
     path = out_dir / f"{name}.json"
     path.write_text(json.dumps(card, indent=1) + "\n")

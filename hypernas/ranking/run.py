@@ -29,7 +29,7 @@ import torch
 from ..data.dataset import DataConfig, Dataset, resize_dataset
 from ..data.registry import load_dataset_from_config
 from ..hypernet.model import GraphHyperNetwork, HyperNetConfig
-from ..hypernet.trainer import HyperTrainConfig, HyperTrainer
+from ..hypernet.trainer import HyperTrainConfig, HyperTrainer, load_checkpoint
 from ..runs.store import Run, RunError, append_jsonl, read_jsonl, run_lock, write_jsonl
 from ..spaces.space import SearchSpace, load_space
 from ..spaces.trust import check_space_file, file_sha256, is_space_file, trust
@@ -143,10 +143,15 @@ def train_run(lr: LoadedRun, on_log: Callable[[dict[str, Any]], None] | None = N
     A run started from a shipped hypernetwork gets its weights as the checkpoint instead (it is
     then trained to the end of its recorded config: nothing is left to do)."""
     with run_lock(lr.run, "train", "trained"):  # a second train would log every step twice
-        if lr.config.pretrained and not lr.run.checkpoint_path.exists():
+        if lr.config.pretrained:
             from .pretrained import install
 
-            install(lr)
+            if not lr.run.checkpoint_path.exists():
+                install(lr)
+            # nothing to train (and an ensemble cannot be): report what the checkpoint holds
+            _, _, meta = load_checkpoint(lr.run.checkpoint_path, lr.config.hypernet)
+            return {"step": int(meta["step"]), "elapsed": float(meta["elapsed"]),
+                    "nan_skipped": int(meta.get("nan_skipped", 0))}
         torch.manual_seed(lr.config.train.seed)
         hnet = GraphHyperNetwork(lr.config.hypernet)
 

@@ -96,16 +96,19 @@ def test_a_run_from_the_shipped_hypernetwork_installs_it_instead_of_training(shi
     shipped = load_file(str(pre.weights))
     installed = load_file(str(loaded.run.checkpoint_path))
     assert shipped.keys() == installed.keys()
-    # the same weights, with zero weights for the ops appended to the vocabulary since it was
-    # trained (hypernas.hypernet.trainer._pad_vocabulary)
-    old = shipped["hnet.op_embed.weight"].shape[0]
-    assert torch.equal(installed["hnet.op_embed.weight"][:old], shipped["hnet.op_embed.weight"])
-    assert not installed["hnet.op_embed.weight"][old:].any()
-    embed, added = installed["hnet.embed.weight"], len(OP_INDEX) - old
-    assert torch.equal(torch.cat([embed[:, :old], embed[:, old + added:]], dim=1),
-                       shipped["hnet.embed.weight"]) and not embed[:, old:old + added].any()
+    # the same weights (of every member of an ensemble), with zero weights for the ops appended
+    # to the vocabulary since it was shipped (hypernas.hypernet.trainer._pad_vocabulary)
+    members = [k[:-len("op_embed.weight")] for k in shipped if k.endswith(".op_embed.weight")]
+    assert len(members) == len(pre.card.get("members", [None]))
+    for m in members:
+        old = shipped[f"{m}op_embed.weight"].shape[0]
+        assert torch.equal(installed[f"{m}op_embed.weight"][:old], shipped[f"{m}op_embed.weight"])
+        assert not installed[f"{m}op_embed.weight"][old:].any()
+        embed, added = installed[f"{m}embed.weight"], len(OP_INDEX) - old
+        assert torch.equal(torch.cat([embed[:, :old], embed[:, old + added:]], dim=1),
+                           shipped[f"{m}embed.weight"]) and not embed[:, old:old + added].any()
     assert all(torch.equal(shipped[k], installed[k]) for k in shipped
-               if k not in ("hnet.op_embed.weight", "hnet.embed.weight"))
+               if not k.endswith(("op_embed.weight", ".embed.weight")))
     assert json.loads(Path(loaded.run.path / "config.json").read_text())["pretrained"] == SHIPPED
     # reopened, it is the same run and stays trained
     again = load_run(loaded.run)

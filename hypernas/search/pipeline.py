@@ -325,8 +325,8 @@ def screen_label(run: Run, cfg: SearchConfig) -> str | None:
 
 def _export(loaded: LoadedRun, out: Path, best: dict[str, Any], cfg: SearchConfig
             ) -> dict[str, Any]:
-    run = loaded.run
     """Export the winner unless ``out`` already holds exactly it (a re-run)."""
+    run = loaded.run
     card_path = out / "model_card.json"
     if card_path.exists():
         try:

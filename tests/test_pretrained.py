@@ -18,10 +18,12 @@ from hypernas.data import DataConfig
 from hypernas.errors import HypernasError
 from hypernas.hypernet import HyperNetEnsemble
 from hypernas.hypernet.features import OP_INDEX
-from hypernas.hypernet.trainer import load_checkpoint
+from hypernas.hypernet.trainer import load_checkpoint, weight_samples
 from hypernas.ranking import pretrained
 from hypernas.ranking.pretrained import (available, check_reference, find_pretrained,
                                          get_pretrained, ship)
+from hypernas.ranking.racing import RaceConfig
+from hypernas.ranking.rank import rank_run
 from hypernas.ranking.run import RunConfig, load_run, start_run, train_run
 from hypernas.runs import Run
 from hypernas.search.config import SearchConfig
@@ -204,6 +206,13 @@ def test_an_ensemble_of_trainings_ships_and_ranks_as_one(tmp_path, monkeypatch, 
     assert again["max_diff"] <= 1e-4
     alone = pretrained.reference_scores(m0, [m0.space.replay(c) for c in cells])
     assert all(abs(alone[c] - again["again"][c]) > 1e-6 for c in cells)  # not m0's alone
+    # a raced ranking counts the ensemble's samples: a row scored in full is the full score
+    cands = loaded.space.sample_many(12, seed=3)
+    full = rank_run(loaded, cands, label="full")
+    raced = rank_run(loaded, cands, race=RaceConfig(top_k=2, min_calibration=4))
+    whole = next(iter(full.values()))["full_images"]
+    assert all(r["score"] == full[i]["score"] for i, r in raced.items() if r["images"] == whole)
+    assert weight_samples(loaded.run.checkpoint_path) == hnet.config.samples
     assert main([*SEARCH, "--run", "s"]) == 0
     assert "ranking with the shipped hypernetwork mlp-digits" in capsys.readouterr().out
     assert not Run("s").train_log_path.exists()

@@ -41,7 +41,8 @@ from .features import OP_INDEX
 from .model import GraphHyperNetwork, HyperNetConfig
 
 __all__ = ["HyperTrainConfig", "HyperTrainer", "CheckpointError", "save_checkpoint",
-           "load_checkpoint", "checkpoint_from_bytes", "meta_network", "predicted_logits"]
+           "load_checkpoint", "checkpoint_metadata", "weight_samples", "checkpoint_from_bytes",
+           "meta_network", "predicted_logits"]
 
 
 class CheckpointError(HypernasError, ValueError):
@@ -125,6 +126,28 @@ def save_checkpoint(path: Path, hnet: GraphHyperNetwork | HyperNetEnsemble,
     os.replace(tmp, path)
 
 
+def checkpoint_metadata(path: Path) -> dict[str, Any]:
+    """A checkpoint's metadata (step, elapsed, the hypernetwork's config, ``members`` for an
+    ensemble) without reading its tensors; KeyError for a file that is not a checkpoint."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        return json.loads((fh.metadata() or {})["hypernas"])
+
+
+def weight_samples(path: Path) -> int:
+    """How many weight samples the checkpoint's hypernetwork gives each candidate: its heads,
+    times its members for an ensemble (what the scorer cuts the evaluation images into)."""
+    try:
+        meta = checkpoint_metadata(path)
+        return int(meta["hypernet"]["samples"]) * int(meta.get("members", 1))
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}; train first") from None
+    except (SafetensorError, KeyError, ValueError, TypeError, OSError) as err:
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a hypernas checkpoint ({err}); "
+                              "restore it, or delete it to train from scratch") from None
+
+
 def load_checkpoint(path: Path, config: HyperNetConfig | None = None
                     ) -> tuple[GraphHyperNetwork | HyperNetEnsemble, dict[str, Tensor],
                                dict[str, Any]]:
@@ -133,10 +156,7 @@ def load_checkpoint(path: Path, config: HyperNetConfig | None = None
     ``members``) gives a :class:`HyperNetEnsemble` whose members have ``config``."""
     try:
         tensors = load_file(str(path))
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as fh:
-            meta = json.loads((fh.metadata() or {})["hypernas"])
+        meta = checkpoint_metadata(path)
         saved = HyperNetConfig.from_dict(meta["hypernet"])
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}; train first") from None

@@ -17,7 +17,7 @@ import torch
 from ..data.dataset import Dataset
 from ..errors import HypernasError
 from ..hypernet.model import GraphHyperNetwork
-from ..hypernet.trainer import load_checkpoint
+from ..hypernet.trainer import load_checkpoint, weight_samples
 from ..runs.rankings import ranking_rows
 from ..runs.store import append_jsonl, run_lock
 from ..spaces.space import Candidate, SearchSpace
@@ -107,7 +107,7 @@ def start_race(lr: LoadedRun, scorer: str, label: str, have: dict[str, dict],
     check_scoring(list(have.values()), SCORING_ADAPTIVE if race else SCORING_FULL, label)
     if race is None:
         return None
-    samples = lr.config.hypernet.samples
+    samples = weight_samples(lr.run.checkpoint_path)  # an ensemble's members x heads
     units = sum(map(len, eval_slices(lr.data.val, lr.config.score, samples)))
     return Race.from_rows(race, len(rungs(samples, units)), have.values())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import statistics
 from pathlib import Path
 
@@ -121,8 +122,10 @@ def test_the_shipped_calibration_is_refit_exactly_from_the_committed_rows():
         row = json.loads(line)
         if row["seed"] in (0, 1, 2):
             accs.setdefault(row["code"], []).append(row["test_acc"])
+    label = re.search(r"truth_scores/([\w-]+)\.jsonl", card["source"]).group(1)
+    assert label == "shipped-ensemble"  # the rows the shipped ensemble scored
     scores = {r["code"]: r["scores"] for r in map(json.loads, (
-        RESULTS / "truth_scores" / "shipped-10k.jsonl").read_text().splitlines())}
+        RESULTS / "truth_scores" / f"{label}.jsonl").read_text().splitlines())}
     design = [c for c in cells if c in accs][0::2]
     cal = fit_calibration([scores[c] for c in design], [statistics.fmean(accs[c]) for c in design])
     assert cal.n == card["n"] == 50

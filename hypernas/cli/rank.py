@@ -47,8 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.space, args.data, dict(_parse_setting(s) for s in args.set or []), args.resolution)
     data_seed = args.seed if args.data_seed is None else args.data_seed
     cfg = RunConfig(space=args.space, space_settings=settings,
-                    data=data_config(args.data, data_seed),
-                    resolution=resolution,
+                    data=data_config(args.data, data_seed), resolution=resolution,
                     hypernet=HyperNetConfig(backbone=args.backbone, dim=args.dim,
                                             samples=args.samples),
                     train=train)

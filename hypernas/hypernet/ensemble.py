@@ -79,10 +79,9 @@ class HyperNetEnsemble(nn.Module):
             mine = [g for g, s in enumerate(heads) if s // per == m]
             if not mine:
                 continue
-            # a member predicts for the whole batch with its head; the graphs of other members
-            # are dropped (packing a sub-batch would cost more than the decoder's extra rows)
-            weights = member(batch, [heads[g] % per if g in mine else 0
-                                     for g in range(batch.num_graphs)])
+            # a member predicts for the whole batch; the graphs of other members are dropped
+            # (packing a sub-batch would cost more than the decoder's extra rows)
+            weights = member(batch, [s % per for s in heads])
             for g in mine:
                 out[g] = weights[g]
         return out

@@ -20,9 +20,10 @@ import random
 import tempfile
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import networkx as nx
 import torch
@@ -135,17 +136,24 @@ def checkpoint_metadata(path: Path) -> dict[str, Any]:
         return json.loads((fh.metadata() or {})["hypernas"])
 
 
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn a missing, unreadable or foreign checkpoint file into a CheckpointError naming it."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}; train first") from None
+    except (SafetensorError, KeyError, ValueError, TypeError, OSError, HypernasError) as err:
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a hypernas checkpoint ({err}); "
+                              "restore it, or delete it to train from scratch") from None
+
+
 def weight_samples(path: Path) -> int:
     """How many weight samples the checkpoint's hypernetwork gives each candidate: its heads,
     times its members for an ensemble (what the scorer cuts the evaluation images into)."""
-    try:
+    with _reading(path):
         meta = checkpoint_metadata(path)
         return int(meta["hypernet"]["samples"]) * int(meta.get("members", 1))
-    except FileNotFoundError:
-        raise CheckpointError(f"no checkpoint at {path}; train first") from None
-    except (SafetensorError, KeyError, ValueError, TypeError, OSError) as err:
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a hypernas checkpoint ({err}); "
-                              "restore it, or delete it to train from scratch") from None
 
 
 def load_checkpoint(path: Path, config: HyperNetConfig | None = None
@@ -154,15 +162,10 @@ def load_checkpoint(path: Path, config: HyperNetConfig | None = None
     """(hypernetwork, optimiser tensors, metadata) from a checkpoint; with ``config``, refuse a
     checkpoint made for a different hypernetwork. A checkpoint of several members (metadata
     ``members``) gives a :class:`HyperNetEnsemble` whose members have ``config``."""
-    try:
+    with _reading(path):
         tensors = load_file(str(path))
         meta = checkpoint_metadata(path)
         saved = HyperNetConfig.from_dict(meta["hypernet"])
-    except FileNotFoundError:
-        raise CheckpointError(f"no checkpoint at {path}; train first") from None
-    except (SafetensorError, KeyError, ValueError, TypeError, OSError, HypernasError) as err:
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a hypernas checkpoint ({err}); "
-                              "restore it, or delete it to train from scratch") from None
     if config is not None and saved != config:
         diff = {k: (v, getattr(config, k)) for k, v in dataclasses.asdict(saved).items()
                 if v != getattr(config, k)}

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import HypernasError
+from ..hypernet.ensemble import HyperNetEnsemble
 from ..hypernet.trainer import load_checkpoint, save_checkpoint
 from ..runs.store import read_jsonl
 from ..spaces.space import Candidate, load_space
@@ -155,8 +156,6 @@ def check_reference(loaded: Any, pre: Pretrained, atol: float = 1e-4) -> dict[st
 def _trained(loaded: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """(hypernetwork, checkpoint metadata, the card's ``trained`` entry) of a run trained to
     its step count."""
-    from ..hypernet.ensemble import HyperNetEnsemble
-
     hnet, _, meta = load_checkpoint(loaded.run.checkpoint_path, loaded.config.hypernet)
     cfg = loaded.config
     if cfg.train.steps is None or meta["step"] < cfg.train.steps:
@@ -192,8 +191,6 @@ def ship(loaded: Any, name: str, command: str, cells: Sequence[str],
     runs of the same setup) the weights are those of a
     :class:`~hypernas.hypernet.ensemble.HyperNetEnsemble` of the run and the members, and the
     card lists each member's training. Returns the card's path."""
-    from ..hypernet.ensemble import HyperNetEnsemble
-
     hnet, meta, trained = _trained(loaded)
     card_members = []
     if members:

@@ -37,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from macro_truth import CANDIDATES  # noqa: E402
 from macro_truth import OUT as TRUTH  # noqa: E402
-from truth_ranking import metrics, run_meta, score_all  # noqa: E402
+from truth_ranking import load_scores, metrics, run_meta, score_all, write_scores  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SCORES = RESULTS / "macro_scores"
@@ -92,20 +92,14 @@ def score(args: argparse.Namespace) -> int:
     cands = {code: space.replay(code) for code in groups}
     suffix = f"-{args.label}" if args.space_set else ""  # rankings of another space kept apart
     by_scorer = score_all(loaded, cands, ("hypernet", *PROXIES), suffix)
-    meta = run_meta(loaded, space_set=args.space_set)
-    SCORES.mkdir(parents=True, exist_ok=True)
-    out = SCORES / f"{args.label}.jsonl"
-    with out.open("w") as fh:
-        for code, cand in cands.items():
-            h = by_scorer["hypernet"][code]
-            depths = [len(stage.split(",")) for stage in code.split("|")]
-            row = {"label": args.label, "code": code, "id": cand.id, "group": groups[code],
-                   "params": hn.count_params(cand.graph), "macs": hn.count_macs(cand.graph),
-                   "max_depth": max(depths),
-                   "scores": {s: by_scorer[s][code]["score"] for s in by_scorer},
-                   "hypernet_spread": h["spread"], "unseen_slots": h.get("unseen_slots", 0)}
-            fh.write(json.dumps(row) + "\n")
-    (SCORES / f"{args.label}.meta.json").write_text(json.dumps(meta, indent=1))
+    rows = [{"label": args.label, "code": code, "id": cand.id, "group": groups[code],
+             "params": hn.count_params(cand.graph), "macs": hn.count_macs(cand.graph),
+             "max_depth": max(len(stage.split(",")) for stage in code.split("|")),
+             "scores": {s: by_scorer[s][code]["score"] for s in by_scorer},
+             "hypernet_spread": by_scorer["hypernet"][code]["spread"],
+             "unseen_slots": by_scorer["hypernet"][code].get("unseen_slots", 0)}
+            for code, cand in cands.items()]
+    out = write_scores(SCORES, args.label, rows, run_meta(loaded, space_set=args.space_set))
     print(f"{len(cands)} candidates scored by {len(by_scorer)} scorers -> {out}")
     return 0
 
@@ -152,8 +146,7 @@ def report(args: argparse.Namespace) -> int:
     values = truth()
     result: dict = {"truth": {"candidates": len(values), "agreement": agreement()}, "labels": {}}
     for label in args.labels:
-        rows = [json.loads(line) for line in (SCORES / f"{label}.jsonl").read_text().splitlines()
-                if line.strip()]
+        rows = load_scores(label, SCORES)
         if args.min_depth:
             rows = [r for r in rows if r["max_depth"] >= args.min_depth]
         table = {}

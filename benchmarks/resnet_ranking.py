@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from macro_ranking import scorers, truth, truth_by_seed, with_top_pick  # noqa: E402
 from resnet_truth import CANDIDATES_FILE  # noqa: E402
 from resnet_truth import OUT as TRUTH  # noqa: E402
-from truth_ranking import bootstrap, run_meta, score_all  # noqa: E402
+from truth_ranking import bootstrap, load_scores, run_meta, score_all, write_scores  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SCORES = RESULTS / "resnet_scores"
@@ -66,25 +66,15 @@ def score(args: argparse.Namespace) -> int:
     loaded = load_run(Run(args.run, root=args.runs_root))
     cands = {code: loaded.space.replay(code) for code in encodings()}
     by_scorer = score_all(loaded, cands, ("hypernet", *PROXIES))
-    meta = run_meta(loaded)
-    SCORES.mkdir(parents=True, exist_ok=True)
-    out = SCORES / f"{args.label}.jsonl"
-    with out.open("w") as fh:
-        for code, cand in cands.items():
-            h = by_scorer["hypernet"][code]
-            row = {"label": args.label, "code": code, "id": cand.id,
-                   "params": hn.count_params(cand.graph), "macs": hn.count_macs(cand.graph),
-                   "scores": {s: by_scorer[s][code]["score"] for s in by_scorer},
-                   "hypernet_spread": h.get("spread"), "hypernet_acc": h.get("acc")}
-            fh.write(json.dumps(row) + "\n")
-    (SCORES / f"{args.label}.meta.json").write_text(json.dumps(meta, indent=1))
+    rows = [{"label": args.label, "code": code, "id": cand.id,
+             "params": hn.count_params(cand.graph), "macs": hn.count_macs(cand.graph),
+             "scores": {s: by_scorer[s][code]["score"] for s in by_scorer},
+             "hypernet_spread": by_scorer["hypernet"][code].get("spread"),
+             "hypernet_acc": by_scorer["hypernet"][code].get("acc")}
+            for code, cand in cands.items()]
+    out = write_scores(SCORES, args.label, rows, run_meta(loaded))
     print(f"{len(cands)} candidates scored by {len(by_scorer)} scorers -> {out}")
     return 0
-
-
-def load_scores(label: str) -> list[dict]:
-    return [json.loads(line) for line in (SCORES / f"{label}.jsonl").read_text().splitlines()
-            if line.strip()]
 
 
 def agreement() -> dict:
@@ -110,8 +100,8 @@ def between(labels: list[str]) -> dict:
 
     out = {}
     for a, b in itertools.combinations(labels, 2):
-        sa = {r["code"]: r["scores"]["hypernet"] for r in load_scores(a)}
-        sb = {r["code"]: r["scores"]["hypernet"] for r in load_scores(b)}
+        sa = {r["code"]: r["scores"]["hypernet"] for r in load_scores(a, SCORES)}
+        sb = {r["code"]: r["scores"]["hypernet"] for r in load_scores(b, SCORES)}
         codes = sorted(set(sa) & set(sb))
         x, y = [sa[c] for c in codes], [sb[c] for c in codes]
         out[f"{a} vs {b}"] = {"n": len(codes), "spearman": float(spearmanr(x, y).statistic),
@@ -128,7 +118,7 @@ def report(args: argparse.Namespace) -> int:
                               "agreement": agreement()},
                     "labels": {}, "hypernets_agree": between(args.labels)}
     for label in args.labels:
-        rows = load_scores(label)
+        rows = load_scores(label, SCORES)
         meta_path = SCORES / f"{label}.meta.json"
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         table = {name: {half: with_top_pick({c: v for c, v in scores.items() if c in subset(half)},

@@ -147,9 +147,22 @@ def rank_averaged(rows: list[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
-def load_scores(label: str) -> list[dict]:
-    return [json.loads(line) for line in (SCORES / f"{label}.jsonl").read_text().splitlines()
+def load_scores(label: str, folder: Path = SCORES) -> list[dict]:
+    """The rows ``write_scores`` wrote for ``label`` (one per scored candidate)."""
+    return [json.loads(line) for line in (folder / f"{label}.jsonl").read_text().splitlines()
             if line.strip()]
+
+
+def write_scores(folder: Path, label: str, rows: list[dict], meta: dict) -> Path:
+    """Each scored candidate's row as a line of ``folder/LABEL.jsonl``, and what the scores were
+    made with (``run_meta``) beside it as ``LABEL.meta.json``; returns the rows' path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{label}.jsonl"
+    with out.open("w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+    (folder / f"{label}.meta.json").write_text(json.dumps(meta, indent=1))
+    return out
 
 
 def score_all(loaded, cands: dict, scorers: tuple[str, ...], suffix: str = "") -> dict:
@@ -185,18 +198,13 @@ def score(args: argparse.Namespace) -> int:
     cells = json.loads(CELLS.read_text())[:args.cells]
     cands = {code: loaded.space.replay(code) for code in cells}
     by_scorer = score_all(loaded, cands, ("hypernet", *PROXIES))
-    meta = run_meta(loaded, trained_with=args.trained_with)
-    SCORES.mkdir(parents=True, exist_ok=True)
-    out = SCORES / f"{args.label}.jsonl"
-    with out.open("w") as fh:
-        for code, cand in cands.items():
-            h = by_scorer["hypernet"][code]
-            row = {"label": args.label, "code": code, "id": cand.id,
-                   "params": hn.count_params(cand.graph),
-                   "scores": {s: by_scorer[s][code]["score"] for s in by_scorer},
-                   "hypernet_spread": h["spread"], "hypernet_acc": h.get("acc")}
-            fh.write(json.dumps(row) + "\n")
-    (SCORES / f"{args.label}.meta.json").write_text(json.dumps(meta, indent=1))
+    rows = [{"label": args.label, "code": code, "id": cand.id,
+             "params": hn.count_params(cand.graph),
+             "scores": {s: by_scorer[s][code]["score"] for s in by_scorer},
+             "hypernet_spread": by_scorer["hypernet"][code]["spread"],
+             "hypernet_acc": by_scorer["hypernet"][code].get("acc")}
+            for code, cand in cands.items()]
+    out = write_scores(SCORES, args.label, rows, run_meta(loaded, trained_with=args.trained_with))
     print(f"{len(cands)} cells scored by {len(by_scorer)} scorers -> {out}")
     return 0
 

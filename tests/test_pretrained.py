@@ -31,6 +31,7 @@ from hypernas.search.config import SearchConfig
 FASHION_DIR = Path(os.environ.get("HYPERNAS_FASHION_MNIST_DIR")
                    or "/usr/share/datasets/fashion-mnist")
 SHIPPED = "nb201-fashion-mnist-16"
+MACRO = "macro-fashion-mnist-16"
 
 
 def _config(name: str) -> RunConfig:
@@ -39,7 +40,7 @@ def _config(name: str) -> RunConfig:
 
 def test_the_package_ships_a_hypernetwork_for_the_default_search():
     pre = get_pretrained(SHIPPED)
-    assert [p.name for p in available()] == [SHIPPED]
+    assert [p.name for p in available()] == [MACRO, SHIPPED]
     cfg = RunConfig.from_dict(pre.config_dict)
     assert (cfg.space, cfg.data.name, cfg.resolution, cfg.pretrained) == (
         "nb201", "fashion-mnist", 16, SHIPPED)
@@ -51,9 +52,28 @@ def test_the_package_ships_a_hypernetwork_for_the_default_search():
     assert SearchConfig(pretrained=False).shipped_config() is None
 
 
+def test_the_macro_search_under_a_budget_ranks_with_the_shipped_macro_hypernetwork():
+    cfg = SearchConfig(space="macro", max_params=60_000)
+    assert find_pretrained(cfg.run_config()).name == MACRO
+    assert cfg.shipped_config() == _config(MACRO)  # the budget is not part of the setup
+    assert cfg.shipped_config().space_settings == {}  # the full space: depths 1-4
+
+
+def test_every_search_seed_ranks_with_the_shipped_hypernetwork_on_its_split():
+    for seed in (1, 3):
+        cfg = SearchConfig(seed=seed)
+        assert cfg.run_config().data.seed == seed  # no shipped one: the seed's own split
+        assert cfg.shipped_config() == _config(SHIPPED)  # shipped: the split it trained on
+        assert cfg.shipped_config().data.seed == 0
+    # a split asked for by name is kept, and no shipped hypernetwork was trained on it
+    held = SearchConfig(seed=0, data_seed=2)
+    assert held.run_config().data.seed == 2 and held.shipped_config() is None
+    assert SearchConfig(seed=5, data_seed=0).shipped_config() == _config(SHIPPED)
+
+
 @pytest.mark.parametrize("change", [
     dict(resolution=28), dict(data=DataConfig(name="fashion-mnist", seed=1)),
-    dict(space_settings={"C": 16, "N": 2}), dict(space="macro"),
+    dict(space_settings={"C": 16, "N": 2}), dict(space="mlp", space_settings={}),
 ])
 def test_a_different_setup_finds_no_shipped_hypernetwork(change):
     cfg = dataclasses.replace(SearchConfig().run_config(), **change)
@@ -65,34 +85,36 @@ def test_a_different_hypernetwork_finds_none_and_a_space_file_is_never_matched(t
     assert find_pretrained(dataclasses.replace(
         base, hypernet=dataclasses.replace(base.hypernet, dim=32))) is None
     assert find_pretrained(dataclasses.replace(base, space=str(tmp_path / "nb201.py"))) is None
-    with pytest.raises(HypernasError, match="shipped: nb201-fashion-mnist-16"):
+    with pytest.raises(HypernasError,
+                       match="shipped: macro-fashion-mnist-16, nb201-fashion-mnist-16"):
         get_pretrained("nb201-cifar10")
 
 
-def test_the_shipped_weights_match_their_hash_and_hold_no_optimiser_state():
-    pre = get_pretrained(SHIPPED)
+@pytest.mark.parametrize("name", [SHIPPED, MACRO])
+def test_the_shipped_weights_match_their_hash_and_hold_no_optimiser_state(name):
+    pre = get_pretrained(name)
     assert pretrained._sha256(pre.weights) == pre.card["sha256"]
     tensors = load_file(str(pre.weights))
     assert tensors and all(k.startswith("hnet.") for k in tensors)
-    hnet, opt_state, meta = load_checkpoint(pre.weights, _config(SHIPPED).hypernet)
+    hnet, opt_state, meta = load_checkpoint(pre.weights, _config(name).hypernet)
     assert opt_state == {} and meta["step"] == pre.card["trained"]["steps"]
 
 
-@pytest.fixture(scope="module")
-def shipped_run(tmp_path_factory):
+@pytest.fixture(scope="module", params=[SHIPPED, MACRO])
+def shipped_run(request, tmp_path_factory):
     if not all((FASHION_DIR / f).is_file() for f in ("train-images-idx3-ubyte.gz",
                                                     "t10k-images-idx3-ubyte.gz")):
         pytest.skip(f"Fashion-MNIST files not in {FASHION_DIR}; apt-get install "
                     "dataset-fashion-mnist")
     root = tmp_path_factory.mktemp("runs")
-    loaded = start_run(Run("shipped", root=root), _config(SHIPPED))
+    loaded = start_run(Run("shipped", root=root), _config(request.param))
     summary = train_run(loaded)
     return loaded, summary
 
 
 def test_a_run_from_the_shipped_hypernetwork_installs_it_instead_of_training(shipped_run):
     loaded, summary = shipped_run
-    pre = get_pretrained(SHIPPED)
+    pre = get_pretrained(loaded.config.pretrained)
     assert summary["step"] == pre.card["trained"]["steps"]
     assert not loaded.run.train_log_path.exists()  # not one training step
     shipped = load_file(str(pre.weights))
@@ -111,7 +133,7 @@ def test_a_run_from_the_shipped_hypernetwork_installs_it_instead_of_training(shi
                            shipped[f"{m}embed.weight"]) and not embed[:, old:old + added].any()
     assert all(torch.equal(shipped[k], installed[k]) for k in shipped
                if not k.endswith(("op_embed.weight", ".embed.weight")))
-    assert json.loads(Path(loaded.run.path / "config.json").read_text())["pretrained"] == SHIPPED
+    assert json.loads(Path(loaded.run.path / "config.json").read_text())["pretrained"] == pre.name
     # reopened, it is the same run and stays trained
     again = load_run(loaded.run)
     assert again.config == loaded.config and train_run(again)["step"] == summary["step"]
@@ -119,7 +141,7 @@ def test_a_run_from_the_shipped_hypernetwork_installs_it_instead_of_training(shi
 
 def test_the_shipped_hypernetwork_scores_its_reference_cells_as_recorded(shipped_run):
     loaded, _ = shipped_run
-    result = check_reference(loaded, get_pretrained(SHIPPED))
+    result = check_reference(loaded, get_pretrained(loaded.config.pretrained))
     assert len(result["again"]) == 5 and result["max_diff"] <= 1e-4
     # the scores tell cells apart: a shuffled card would not pass
     assert len({round(s, 3) for s in result["recorded"].values()}) == 5

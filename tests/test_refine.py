@@ -849,3 +849,76 @@ def test_a_training_resumed_from_its_state_ends_as_if_it_never_stopped():
     with pytest.raises(HypernasError, match="does not resume"):
         train_network(resumed, data.train, data.val, TrainConfig(epochs=1, resolution=None),
                       state={**states[-1], "epoch": 2})
+
+
+def _explored(runs: Path, workers: int | None = None, trials: int = 9):
+    """An exploring refinement of the tiny run under a parameter budget that about half of the
+    space meets; its trials and the budget."""
+    from hypernas.ranking import load_run
+    from hypernas.refine import RefineConfig, refine_run
+    from hypernas.spaces.budget import Budget
+
+    loaded = load_run(Run("t", root=runs))
+    sizes = sorted(hn.count_params(c.graph) for c in loaded.space.sample_many(40, seed=3))
+    limit = sizes[len(sizes) // 2]
+    cfg = RefineConfig(top=2, trials=trials, max_epochs=1, explore=True, warm_start=False,
+                       prune=False, max_params=limit, seed=1)
+    refine_run(loaded, cfg, workers=workers)
+    return loaded, open_study(loaded.run, create=False).trials, Budget(max_params=limit)
+
+
+def _check_explored(loaded, trials, budget, rows) -> None:
+    from hypernas.refine.plan import ARCH
+
+    top = [r for r in rows if budget.fits_row(r)][:2]
+    seeds = [t for t in trials if "seed_of" in t.user_attrs]
+    assert [t.user_attrs["id"] for t in seeds] == [r["id"] for r in top]  # the top, in order
+    assert [t.user_attrs["rank"] for t in seeds] == [1, 2]
+    explored = [t for t in trials if "seed_of" not in t.user_attrs]
+    assert explored and all("rank" not in t.params for t in trials)
+    for t in trials:  # every trial is the space's own choices, replayed to its recorded id
+        choices = {k[len(ARCH):]: v for k, v in t.params.items() if k.startswith(ARCH)}
+        assert choices and len(choices) == len(t.params)
+        assert loaded.space.replay(choices).id == t.user_attrs["id"]
+        over = t.user_attrs["params"] > budget.max_params
+        assert t.user_attrs.get("over_budget", False) == over
+        if over:  # not trained, and TPE is told it is infeasible
+            assert t.state == optuna.trial.TrialState.PRUNED and t.constraints["max_params"] > 0
+            assert not loaded.run.refined_weights_path(t.number).exists()
+        else:
+            assert t.state == optuna.trial.TrialState.COMPLETE and t.constraints["max_params"] <= 0
+            assert t.user_attrs["recipe"]["epochs"] == 1 and t.user_attrs["recipe"]["lr"] == 0.1
+    assert len({t.user_attrs["id"] for t in explored}) > 1  # it does explore
+
+
+def test_an_exploring_refinement_screens_the_top_then_lets_tpe_pick_within_the_budget(
+        runs, capsys):
+    rows = _ranked(capsys)
+    loaded, trials, budget = _explored(runs)
+    assert sum(t.state in DONE for t in trials) == 9
+    _check_explored(loaded, trials, budget, rows)
+    # the winner of a search's screening is still the best complete trial
+    from hypernas.search.pipeline import screen_order
+
+    best = screen_order(open_study(loaded.run, create=False))[0]
+    assert best.value == max(t.value for t in trials if t.value is not None)
+
+
+def test_an_exploring_refinement_on_ray_workers_skips_what_does_not_fit(runs, capsys):
+    pytest.importorskip("ray")
+    rows = _ranked(capsys)
+    loaded, trials, budget = _explored(runs, workers=2, trials=6)
+    assert sum(t.state in DONE for t in trials) >= 6
+    _check_explored(loaded, trials, budget, rows)
+
+
+def test_explore_after_screens_that_many_of_the_top_then_explores():
+    from hypernas.search.pipeline import SearchConfig
+
+    cfg = SearchConfig(candidates=50, explore_after=6).screen_config()
+    assert (cfg.top, cfg.explore) == (6, True) and cfg.trials > 50  # the budget stops it
+    assert not SearchConfig(candidates=50).screen_config().explore
+    with pytest.raises(HypernasError, match="--explore-after must be at least 1"):
+        SearchConfig(explore_after=0)
+    with pytest.raises(HypernasError, match="not both"):
+        SearchConfig(explore_after=2, top=4)

@@ -194,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start no trial after this many minutes (running ones finish)")
     p.add_argument("--mutations", type=int, default=4,
                    help="neighbours of each candidate Optuna may try instead (4; 0 = none)")
+    p.add_argument("--explore", action="store_true",
+                   help="after the top, let TPE pick candidates of the whole space (within the "
+                        "budget) at the top's recipe, instead of mutations and recipes")
     p.add_argument("--random-init", action="store_true",
                    help="start trials from random weights instead of predicted ones")
     p.add_argument("--ranking", metavar="LABEL", help="which ranking (default: hypernet)")
@@ -255,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--combine", metavar="A,B", default="naswot",
                    help="screen in the order of the average of the hypernet's and these "
                         "proxies' ranks (default naswot; none: the hypernet's order alone)")
+    p.add_argument("--explore-after", type=int, metavar="K",
+                   help="screen the ranking's K best, then let Optuna's TPE pick candidates of "
+                        "the whole space within the budget from the screens' accuracies for "
+                        "the rest of the screening time (default: screen down the ranking)")
     p.add_argument("--screen-by", choices=("ucb", "rank"), default="ucb",
                    help="screening order: ucb (default) screens by the upper end of each "
                         "candidate's calibrated 80 %% accuracy interval where the run has a "
@@ -266,7 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "the shipped one and gives the whole budget to real training)")
     p.add_argument("--run", help="run name (default search-SPACE-DATA)")
     p.add_argument("--show", type=int, default=10, help="rows of the final table (10)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the candidates drawn, the screening and the trainings (0)")
+    p.add_argument("--data-seed", type=int,
+                   help="seed of the training/validation split (default: the split of the "
+                        "shipped hypernetwork where one matches, so every --seed ranks with it; "
+                        "else --seed)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (default 0: one per core this process may use; on 2 "
                         "cores, 2 threads ran training steps 1.6x and screens 1.8x faster)")

@@ -19,6 +19,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
 
     cfg = RefineConfig(top=args.top, trials=args.trials, max_epochs=args.max_epochs,
                        mutations=args.mutations, warm_start=not args.random_init,
+                       explore=args.explore,
                        ranking=args.ranking, budget_minutes=args.budget, seed=args.seed,
                        max_params=args.max_params, max_macs=args.max_macs,
                        max_latency_ms=args.max_latency_ms, latency_runtime=args.latency_runtime,
@@ -31,9 +32,14 @@ def cmd_refine(args: argparse.Namespace) -> int:
 
     def on_trial(t: dict[str, Any]) -> None:
         value = f"val acc {t['value']:.4f}" if t["value"] is not None else t["state"].lower()
+        if t.get("over_budget"):
+            value = "over the budget, not trained"
+        recipe = t.get("recipe") or {}
+        how = (f"mutation {t.get('mutation')}" if "mutation" in t
+               else f"rank {t['rank']}" if t.get("base") else "explored")
         console.print(f"trial {t['number']:>3} [{t['finished']}/{t['of']}] {t.get('id', '?')} "
-                      f"mutation {t.get('mutation')} epochs {t.get('epochs')} lr "
-                      f"{t.get('lr', 0):.3g}: {value}", markup=False)
+                      f"{how} epochs {recipe.get('epochs')} lr {recipe.get('lr', 0):.3g}: "
+                      f"{value}", markup=False)
 
     _check_ray_args(args, "W (trials trained at once)")
     study = refine_run(loaded, cfg, on_trial=on_trial, workers=args.workers, address=args.address)
@@ -79,8 +85,10 @@ def cmd_search(args: argparse.Namespace) -> int:
                        space_settings=dict(_parse_setting(s) for s in args.set or []),
                        resolution=args.resolution, budget_minutes=args.budget,
                        candidates=args.n, top=args.top, trials=args.trials,
-                       finalists=args.finalists, workers=args.workers, address=args.address,
+                       finalists=args.finalists, explore_after=args.explore_after,
+                       workers=args.workers, address=args.address,
                        formats=formats, name=args.run, seed=args.seed,
+                       data_seed=args.data_seed,
                        combine=tuple(p for p in args.combine.split(",") if p and p != "none"),
                        pretrained=args.pretrained, max_params=args.max_params,
                        max_macs=args.max_macs, max_latency_ms=args.max_latency_ms,
@@ -125,15 +133,21 @@ def cmd_search(args: argparse.Namespace) -> int:
         elif stage == "refine":
             order = ("by the upper end of their calibrated 80 % accuracy interval"
                      if info.get("ranking") == "ucb" else "in rank order")
-            console.print(f"[3/5] screening up to {info['top']} of the best-ranked, {order}, "
-                          f"with short trainings from random weights "
+            then = (", then candidates of the whole space picked by Optuna's TPE from "
+                    "their accuracies," if info.get("explore") else "")
+            console.print(f"[3/5] screening up to {info['top']} of the best-ranked, {order}"
+                          f"{then} with short trainings from random weights "
                           f"({info['minutes']:.1f} min left)",
                           markup=False)
         elif stage == "trial":
             value = f"{info['value']:.4f}" if info["value"] is not None else info["state"].lower()
-            console.print(f"      trial {info['number']} (rank {info.get('rank')}, "
-                          f"{info.get('id', '?')}, mutation {info.get('mutation')}): val acc "
-                          f"{value}", markup=False)
+            if info.get("over_budget"):
+                value = "over the budget, not trained"
+            where = (f"rank {info.get('rank')}" if info.get("base") or "mutation" in info
+                     else "explored")
+            mutation = f", mutation {info['mutation']}" if "mutation" in info else ""
+            console.print(f"      trial {info['number']} ({where}, {info.get('id', '?')}"
+                          f"{mutation}): val acc {value}", markup=False)
         elif stage == "fit":
             n = info["finalists"]
             if not last_log.get("fitting"):  # the stage's header, once per call

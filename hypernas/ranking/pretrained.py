@@ -84,10 +84,15 @@ def _effective_settings(space: str, settings: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in cfg.items() if k not in ("input_shape", "num_classes")}
 
 
-def _matches(cfg: Any, pre: Pretrained) -> bool:
-    """Whether the run config ``cfg`` is ``pre``'s in everything but the training."""
+def _matches(cfg: Any, pre: Pretrained, any_split: bool = False) -> bool:
+    """Whether the run config ``cfg`` is ``pre``'s in everything but the training (and, with
+    ``any_split``, the seed of the training/validation split)."""
     want, have = cfg.to_dict(), pre.card["config"]
-    if any(want[k] != have[k] for k in ("space", "data", "resolution", "score")):
+    if any(want[k] != have[k] for k in ("space", "resolution", "score")):
+        return False
+    if any_split:
+        want["data"] = {**want["data"], "seed": have["data"]["seed"]}
+    if want["data"] != have["data"]:
         return False
     made_by_space = ("space", "census", "slots")
     if ({k: v for k, v in want["hypernet"].items() if k not in made_by_space}
@@ -97,11 +102,12 @@ def _matches(cfg: Any, pre: Pretrained) -> bool:
             == _effective_settings(have["space"], have["space_settings"]))
 
 
-def find_pretrained(cfg: Any) -> Pretrained | None:
-    """The shipped hypernetwork made for the run config ``cfg`` in everything but its training,
-    if any (only built-in spaces have one; a space file never matches)."""
-    return next((pre for pre in available()
-                 if pre.card["config"]["space"] == cfg.space and _matches(cfg, pre)), None)
+def find_pretrained(cfg: Any, any_split: bool = False) -> Pretrained | None:
+    """The shipped hypernetwork made for the run config ``cfg`` in everything but its training
+    (with ``any_split``, trained on any training/validation split of ``cfg``'s data), if any
+    (only built-in spaces have one; a space file never matches)."""
+    return next((pre for pre in available() if pre.card["config"]["space"] == cfg.space
+                 and _matches(cfg, pre, any_split)), None)
 
 
 def _sha256(path: Path) -> str:

@@ -43,7 +43,7 @@ from ..hypernet.trainer import checkpoint_from_bytes
 from ..ranking.run import LoadedRun, RunConfig, materialise, portable_config
 from ..runs.store import Run
 from .fit import fit_source, initial_network, record_fit
-from .plan import RefineConfig, plan_trial, seed_next
+from .plan import OverBudget, RefineConfig, plan_trial, seed_next
 from .study import (
     STUDY,
     StudyError,
@@ -63,6 +63,7 @@ __all__ = ["RunSearch", "train_trial", "optimize_on_tune", "fit_on_tune", "SCHED
 METRIC = "val_acc"
 SCHEDULERS = ("median", "asha")
 MAX_FAILURES = 3  # restarts of a trial whose worker was lost, before the refinement fails
+MAX_OVER_BUDGET = 100  # explored candidates over the budget in a row before the search stops
 DONE = "finished"  # marker file: the experiment ended; the next call starts a new one
 ROW = ("epoch", "train_loss", "val_acc", "val_loss", "seconds", "eval_seconds")
 
@@ -213,9 +214,15 @@ class RunSearch(OptunaSearch):
             return Searcher.FINISHED
         if finished(study) + live >= call.cfg.trials:
             return None  # enough are running; asked again if one of them fails
-        seed_next(study, call.rows, call.cfg)
         call.asked = True
-        return super().suggest(trial_id)
+        for _ in range(MAX_OVER_BUDGET):
+            seed_next(study, call.rows, call.cfg, call.loaded.space)
+            try:
+                return super().suggest(trial_id)
+            except OverBudget:  # an explored candidate not worth a worker: told, asked again
+                study.tell(self._ot_trials.pop(trial_id), state=optuna.trial.TrialState.PRUNED)
+        call.done = True  # TPE keeps proposing what does not fit: the screening ends here
+        return Searcher.FINISHED
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:

@@ -87,7 +87,7 @@ def refine_run(loaded: LoadedRun, cfg: RefineConfig,
 
         first = True  # every call runs at least one trial, so a re-run always makes progress
         while finished(study) < cfg.trials and (first or in_time(study)):
-            seed_next(study, rows, cfg)
+            seed_next(study, rows, cfg, loaded.space)
             study.optimize(objective, n_trials=1, callbacks=[report_trial], gc_after_trial=False)
             first = False
     return study

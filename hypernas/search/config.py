@@ -27,6 +27,7 @@ __all__ = ["SearchConfig", "TRAIN_SHARE", "SCREEN_RULES"]
 
 SCREEN_RULES = ("ucb", "rank")  # screen by the interval's upper end, or by the ranking
 TRAIN_SHARE = 0.45  # of the budget: hypernetwork training (ranking, screening, fit: the rest)
+MAX_EXPLORED = 10_000  # screening trials of an exploring search (its budget stops it first)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class SearchConfig:
     # ranking as the budget goes; a 30-minute search on one core screened all of a top of 32)
     trials: int | None = None  # screening trials at most (None: top; more lets Optuna pick
     # mutations and recipes after the top is screened)
+    explore_after: int | None = None  # screen this many of the ranking's top, then let Optuna's
+    # TPE pick candidates of the whole space (within the budget) from the screens' accuracies
+    # for the rest of the screening time (None: screen down the ranking only)
     screen_epochs: int = 2  # epochs of a screening trial, from random weights
     screen_train_size: int = 5_000  # training images of a screening trial
     finalists: int = 3  # best-screened candidates trained with the longer recipe (the first
@@ -57,7 +61,9 @@ class SearchConfig:
     address: str | None = None  # a running Ray cluster (with workers)
     formats: tuple[str, ...] = ("safetensors", "onnx", "pt2")  # export formats
     name: str | None = None  # run name (default search-SPACE-DATA)
-    seed: int = 0
+    seed: int = 0  # candidates drawn, screening and the finalists' trainings
+    data_seed: int | None = None  # the training/validation split (None: the split of the
+    # hypernetwork shipped for this search where one is, so any --seed ranks with it; else seed)
     combine: tuple[str, ...] = ("naswot",)  # proxies whose ranks are averaged with the
     # hypernet's to order the screening (the run's "combined" ranking; chosen on the design
     # halves of both Fashion-MNIST truths, docs/BENCHMARKS.md); () screens in hypernet order
@@ -85,6 +91,11 @@ class SearchConfig:
                                 f"{self.screen_rule!r}")
         if self.trials is not None and self.trials < 1:
             raise HypernasError(f"--trials must be at least 1, got {self.trials}")
+        if self.explore_after is not None and self.explore_after < 1:
+            raise HypernasError(f"--explore-after must be at least 1, got {self.explore_after}")
+        if self.explore_after is not None and self.top is not None:
+            raise HypernasError("give --top (screen down the ranking) or --explore-after (then "
+                                "let TPE explore the space), not both")
         self.budget  # refuses a limit that is not a positive number
 
     @property
@@ -98,6 +109,10 @@ class SearchConfig:
         return self.top or self.candidates
 
     @property
+    def _split_seed(self) -> int:
+        return self.seed if self.data_seed is None else self.data_seed
+
+    @property
     def train_minutes(self) -> float:
         return TRAIN_SHARE * self.budget_minutes
 
@@ -106,7 +121,7 @@ class SearchConfig:
         settings, resolution, _ = with_defaults(self.space, self.data, self.space_settings,
                                                 self.resolution)
         return RunConfig(space=self.space, space_settings=settings,
-                         data=data_config(self.data, self.seed),
+                         data=data_config(self.data, self._split_seed),
                          resolution=resolution,
                          hypernet=HyperNetConfig(),
                          train=HyperTrainConfig(budget_minutes=self.train_minutes, seed=self.seed))
@@ -118,7 +133,7 @@ class SearchConfig:
             return None
         from ..ranking.pretrained import find_pretrained
 
-        pre = find_pretrained(self.run_config())
+        pre = find_pretrained(self.run_config(), any_split=self.data_seed is None)
         return RunConfig.from_dict(pre.config_dict) if pre is not None else None
 
     @property
@@ -131,7 +146,10 @@ class SearchConfig:
         trained from random weights for ``screen_epochs`` on ``screen_train_size`` images at
         NB201's learning rate, every one to its last epoch (the winner is chosen on final
         accuracies)."""
-        return RefineConfig(top=self.screen_top, trials=self.trials or self.screen_top,
+        explore = self.explore_after is not None
+        return RefineConfig(top=self.explore_after or self.screen_top,
+                            trials=self.trials or (MAX_EXPLORED if explore else self.screen_top),
+                            explore=explore,
                             max_epochs=self.screen_epochs, train_size=self.screen_train_size,
                             warm_start=False, prune=False, budget_minutes=budget_minutes,
                             seed=self.seed, max_params=self.max_params, max_macs=self.max_macs,

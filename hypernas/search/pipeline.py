@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -159,6 +160,7 @@ def _screen(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],
     run = loaded.run
     screen = cfg.screen_config(ranking=screen_label(run, cfg))
     event("refine", top=screen.top, ranking=screen.ranking, trials=screen.trials,
+          explore=screen.explore,
           minutes=cfg.budget_minutes - spent())
     if timing.pace(open_study(run, cfg.seed)) is None:  # time one trial first
         refine_run(loaded, dataclasses.replace(screen, trials=1), on_trial=on_trial,
@@ -186,11 +188,13 @@ def _screen(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],
 
 
 def screen_order(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The finished screens, best validation accuracy first (ties: the better-ranked one)."""
+    """The finished screens, best validation accuracy first (ties: the better-ranked one, then
+    the earlier explored one)."""
     done = completed(study, fits=False)
     if not done:
         raise HypernasError("no screening trial finished; run the search again to continue")
-    return sorted(done, key=lambda t: (-t.value, t.params.get("rank", 0)))
+    return sorted(done, key=lambda t: (-t.value, t.params.get("rank", t.user_attrs.get(
+        "rank", math.inf)), t.number))
 
 
 def _fit_finalists(loaded: LoadedRun, cfg: SearchConfig, spent: Callable[[], float],

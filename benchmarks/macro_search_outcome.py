@@ -4,9 +4,16 @@ The dynamic-space counterpart of ``search_outcome.py`` (issue #16): each method 
 wall clock (``--budget`` minutes) on one core, searches the macro space on Fashion-MNIST at 16x16
 under ``--max-params P``, and returns one candidate within the budget:
 
-- ``hypernas``: ``run_search`` with ``max_params=P`` (train the hypernetwork, rank candidates
-  drawn within the budget, screen them in ranked order, train the finalists, keep the best by
-  validation); the embedded defaults apart from the space, the budget and the seed;
+- ``hypernas``: ``run_search`` with ``max_params=P`` as ``hypernas search macro --max-params P
+  --seed S`` runs it: rank candidates drawn within the budget with the macro hypernetwork
+  shipped with the package, screen them in ranked order, train the finalists, keep the best by
+  validation; the embedded defaults apart from the space, the budget and the seed;
+- ``hypernas-explore``: the same with ``--explore-after 4 --n 50``: screen the 4 best of 50
+  ranked candidates, then let Optuna's TPE pick candidates of the whole space (within the budget)
+  from the screens' accuracies for the rest of the screening time;
+- ``hypernas-own``: the same as ``hypernas`` with ``pretrained=False`` (``--no-pretrained``):
+  the search trains its own hypernetwork for 45 % of the budget first (what it did before one
+  was shipped);
 - ``random``: candidates drawn uniformly within the budget (``spaces.budget.sample_within``),
   each trained with the screening recipe of ``hypernas search`` (2 epochs on 5,000 images, from
   random weights); the best validation accuracy wins;
@@ -60,7 +67,9 @@ from hypernas.spaces.budget import Budget, sample_within  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 OUT = RESULTS / "macro_search_outcome.jsonl"
 EVALS = RESULTS / "macro_search_outcome_evals.jsonl"
-METHODS = ("hypernas", "random", "tpe")
+METHODS = ("hypernas", "hypernas-explore", "hypernas-own", "random", "tpe")
+SEARCHES = ("hypernas", "hypernas-explore", "hypernas-own")
+EXPLORE = {"explore_after": 4, "candidates": 50}  # hypernas-explore's settings
 BASELINES = ("random", "tpe")
 MAX_PARAMS = 60_000  # the issue's example budget; the macro truth set's band is 50-70 k
 INFEASIBLE = 0.0  # what TPE is told for a candidate over the budget (it is also marked infeasible)
@@ -127,11 +136,18 @@ def search_tpe(seed: int, budget_s: float, max_params: int) -> dict:
             "evaluated": len(feasible), "over_budget": len(study.trials) - len(feasible)}
 
 
-def search_hypernas(seed: int, budget_s: float, max_params: int, runs_root: Path) -> dict:
+def run_name(method: str, seed: int) -> str:
+    return {"hypernas-own": f"macro-outcome-{seed}", "hypernas-explore": f"macro-explore-{seed}"
+            }.get(method, f"macro-shipped-{seed}")
+
+
+def search_hypernas(method: str, seed: int, budget_s: float, max_params: int,
+                    runs_root: Path) -> dict:
     os.environ["HYPERNAS_RUNS"] = str(runs_root)
     cfg = SearchConfig(space="macro", budget_minutes=budget_s / 60, seed=seed,
-                       name=f"macro-outcome-{seed}", formats=("safetensors",),
-                       max_params=max_params)
+                       name=run_name(method, seed), formats=("safetensors",),
+                       max_params=max_params, pretrained=method != "hypernas-own",
+                       **(EXPLORE if method == "hypernas-explore" else {}))
     out = run_search(cfg)
     best = out["best"]
     return {"encoding": best["encoding"], "fit_val_acc": best["val_acc"],
@@ -143,8 +159,13 @@ def search_hypernas(seed: int, budget_s: float, max_params: int, runs_root: Path
 
 def run_facts(run: Run) -> dict:
     """How far a search's hypernetwork trained and how many candidates it screened."""
+    screened = len(refined_rows(run, fits=False))
+    config = run.read_config()
+    if config.get("pretrained"):  # installed, not trained here: no training log
+        return {"screened": screened, "hypernet": config["pretrained"],
+                "hypernet_steps": config["train"]["steps"]}
     last = list(read_jsonl(run.path / "train_log.jsonl"))[-1]
-    return {"screened": len(refined_rows(run, fits=False)), "hypernet_steps": last["step"],
+    return {"screened": screened, "hypernet_steps": last["step"],
             "hypernet_train_acc": last["acc"]}
 
 
@@ -201,11 +222,41 @@ def report(path: Path = OUT) -> dict:
                            "std": statistics.stdev(means) if len(means) > 1 else 0.0,
                            "trained": [r.get("screened", r["evaluated"]) for r in mine],
                            "params": [r["params"] for r in mine]}
-    for base in BASELINES:
-        if "hypernas" in out and base in out:
-            out[f"hypernas_minus_{base}"] = difference(out["hypernas"]["pick_means"],
-                                                       out[base]["pick_means"])
+    for mine in SEARCHES:
+        for base in BASELINES:
+            if mine in out and base in out:
+                out[f"{mine}_minus_{base}"] = difference(out[mine]["pick_means"],
+                                                         out[base]["pick_means"])
+    out["reachable"] = reachable(out)
     return out
+
+
+def reachable(out: dict, seeds: int = 5, eval_seeds: int = 3) -> dict:
+    """What beating a baseline by twice the standard error asks of a search, from the record:
+    every candidate within the budget trained with the truth recipe over 3 or more seeds (the
+    truth set's and the picks'), the seed-to-seed spread of one training (pooled), and for each
+    baseline the smallest mean pick that would beat it by 2 se even if the search's picks
+    varied by that seed noise alone (``needed``), with how many candidates on record reach it.
+    """
+    runs: dict[str, dict[int, float]] = {}
+    for source in (macro_truth.OUT, EVALS):
+        for row in read_jsonl(source):
+            if row["params"] <= MAX_PARAMS:
+                runs.setdefault(row["code"], {})[row["seed"]] = row["test_acc"]
+    several = [list(v.values()) for v in runs.values() if len(v) >= 2]
+    sd = math.sqrt(sum(statistics.variance(v) * (len(v) - 1) for v in several)
+                   / sum(len(v) - 1 for v in several))
+    means = sorted((statistics.fmean(v.values()) for v in runs.values()
+                    if len(v) >= eval_seeds), reverse=True)
+    facts = {"candidates_with_3_seeds": len(means), "best_means": means[:5], "seed_sd": sd}
+    for base in BASELINES:
+        if base in out:
+            b = out[base]["pick_means"]
+            se = math.sqrt(statistics.variance(b) / len(b) + sd ** 2 / eval_seeds / seeds)
+            needed = statistics.fmean(b) + 2 * se
+            facts[f"needed_vs_{base}"] = needed
+            facts[f"on_record_reaching_{base}"] = sum(m > needed for m in means)
+    return facts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,8 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["HYPERNAS_RUNS"] = str(args.runs_root)
         rows = list(read_jsonl(args.out))
         for row in rows:
-            if row["method"] == "hypernas" and "screened" not in row:
-                row.update(run_facts(Run(f"macro-outcome-{row['seed']}")))
+            if row["method"] in SEARCHES and "screened" not in row:
+                row.update(run_facts(Run(run_name(row["method"], row["seed"]))))
         args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     if args.report or args.annotate:
         print(json.dumps(report(args.out), indent=1))
@@ -245,8 +296,9 @@ def main(argv: list[str] | None = None) -> int:
             if method not in METHODS:
                 parser.error(f"unknown method {method!r}; known: {', '.join(METHODS)}")
             t0, budget_s = time.perf_counter(), 60 * args.budget
-            if method == "hypernas":
-                found = search_hypernas(seed, budget_s, args.max_params, args.runs_root)
+            if method in SEARCHES:
+                found = search_hypernas(method, seed, budget_s, args.max_params,
+                                        args.runs_root)
             else:
                 found = {"random": search_random, "tpe": search_tpe}[method](
                     seed, budget_s, args.max_params)

@@ -24,6 +24,7 @@ Usage:
     hypernas train macro --data fashion-mnist --set max_depth=3 --run t16-macro-d3
     python benchmarks/macro_ranking.py score --run t16-macro-d3 --label macro-d3 --space-set max_depth=4
     python benchmarks/macro_ranking.py depth --shallow macro-d3 --full macro-s0 --json
+    python benchmarks/macro_ranking.py explain macro-s0 macro-s1 macro-ship --json
 """
 
 from __future__ import annotations
@@ -216,6 +217,51 @@ def depth(args: argparse.Namespace) -> int:
     return 0
 
 
+def traits(code: str) -> dict[str, float]:
+    """What a macro encoding says of a network's shape: blocks in all, blocks in the first
+    stage, mean output width of its blocks.
+
+    >>> traits("k3e1w8,k7e3w8+|k7e3w32|k7e6w48,k3e6w32")
+    {'blocks': 5.0, 'first_stage_blocks': 2.0, 'mean_width': 25.6}
+    """
+    stages = [stage.split(",") for stage in code.split("|")]
+    widths = [int(block.split("w")[1].rstrip("+")) for stage in stages for block in stage]
+    return {"blocks": float(len(widths)), "first_stage_blocks": float(len(stages[0])),
+            "mean_width": statistics.fmean(widths)}
+
+
+def explain(args: argparse.Namespace) -> int:
+    """What the truth follows and what each hypernetwork's score follows: Spearman of the truth
+    (and of each label's hypernet score) with the truth trainings' own final training loss
+    (averaged over seeds), parameters and the shape traits, over all candidates and the band."""
+    from scipy.stats import spearmanr
+
+    losses: dict[str, list[float]] = {}
+    params: dict[str, float] = {}
+    for row in map(json.loads, TRUTH.read_text().splitlines()):
+        losses.setdefault(row["code"], []).append(row["train_loss"])
+        params[row["code"]] = float(row["params"])
+    codes = sorted(losses)
+    facts = {c: {"train_loss": statistics.fmean(losses[c]), "params": params[c], **traits(c)}
+             for c in codes}
+    values = {"truth": truth()}
+    for label in args.labels:
+        values[label] = {r["code"]: r["scores"]["hypernet"] for r in load_scores(label, SCORES)}
+    result: dict = {}
+    for group in GROUPS:
+        keep = sorted(subset("all", group))
+        for name, of in values.items():
+            row = {fact: float(spearmanr([of[c] for c in keep],
+                                         [facts[c][fact] for c in keep]).statistic)
+                   for fact in facts[keep[0]]}
+            result[f"{group}/{name}"] = row
+            print(f"{group} {name} (n {len(keep)}): "
+                  + ", ".join(f"{k} {v:+.2f}" for k, v in row.items()))
+    if args.json:
+        (RESULTS / "macro_explain.json").write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -238,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trained-depth", type=int, default=3)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=depth)
+    p = sub.add_parser("explain", help="what the truth and each hypernet score follow")
+    p.add_argument("labels", nargs="*", default=["macro-s0", "macro-s1", "macro-ship"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=explain)
     args = parser.parse_args(argv)
     return args.func(args)
 

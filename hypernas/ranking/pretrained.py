@@ -13,14 +13,15 @@ dataset the package can instead ship a hypernetwork trained once for hours: the 
   (and :func:`check_reference`) can prove the weights load and score as when they were shipped.
 
 A run can start from one when everything but the training matches (space and its effective
-settings, data and its split seed, resolution, hypernetwork, scoring): :func:`find_pretrained`.
+settings, data and its split seed, resolution, hypernetwork, scoring): :func:`find_pretrained`
+(a search whose split is free takes the shipped one's split: ``any_split``).
 The run's config then records the shipped name (``RunConfig.pretrained``) and the shipped
 training config, so :func:`~hypernas.ranking.run.train_run` installs the weights as the run's
 checkpoint instead of training, and the run is reproducible and resumable like any other.
 
 Example:
-    >>> [p.name for p in available()][:1]
-    ['nb201-fashion-mnist-16']
+    >>> [p.name for p in available()]
+    ['macro-fashion-mnist-16', 'nb201-fashion-mnist-16']
 """
 
 from __future__ import annotations

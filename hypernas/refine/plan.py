@@ -158,7 +158,8 @@ def plan_trial(trial: optuna.Trial, loaded: LoadedRun, rows: Sequence[dict[str, 
     if cfg.explore:
         cand = loaded.space.from_trial(_SpaceChoices(trial))
         rank = trial.user_attrs.get("rank")
-        base = rows[rank - 1] if rank is not None and rows[rank - 1]["id"] == cand.id else None
+        base = (rows[rank - 1] if rank is not None and 0 < rank <= len(rows)
+                and rows[rank - 1]["id"] == cand.id else None)
         recipe = TrainConfig(**cfg.seed_recipe, train_size=cfg.train_size,
                              resolution=loaded.config.resolution, seed=cfg.seed)
     else:

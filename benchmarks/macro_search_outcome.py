@@ -48,6 +48,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -169,13 +170,18 @@ def run_facts(run: Run) -> dict:
             "hypernet_train_acc": last["acc"]}
 
 
+def recorded() -> Iterator[dict]:
+    """Every truth-recipe training on record: the truth set's and the picks' evaluations."""
+    for source in (macro_truth.OUT, EVALS):
+        if source.exists():
+            yield from read_jsonl(source)
+
+
 def truth_runs() -> dict[tuple[str, int], float]:
     """Truth-recipe test accuracy of every (encoding, seed) on record."""
     out = {}
-    for source in (macro_truth.OUT, EVALS):
-        if source.exists():
-            for row in read_jsonl(source):
-                out.setdefault((row["code"], row["seed"]), row["test_acc"])
+    for row in recorded():
+        out.setdefault((row["code"], row["seed"]), row["test_acc"])
     return out
 
 
@@ -239,10 +245,9 @@ def reachable(out: dict, seeds: int = 5, eval_seeds: int = 3) -> dict:
     varied by that seed noise alone (``needed``), with how many candidates on record reach it.
     """
     runs: dict[str, dict[int, float]] = {}
-    for source in (macro_truth.OUT, EVALS):
-        for row in read_jsonl(source):
-            if row["params"] <= MAX_PARAMS:
-                runs.setdefault(row["code"], {})[row["seed"]] = row["test_acc"]
+    for row in recorded():
+        if row["params"] <= MAX_PARAMS:
+            runs.setdefault(row["code"], {})[row["seed"]] = row["test_acc"]
     several = [list(v.values()) for v in runs.values() if len(v) >= 2]
     sd = math.sqrt(sum(statistics.variance(v) * (len(v) - 1) for v in several)
                    / sum(len(v) - 1 for v in several))

@@ -902,6 +902,15 @@ def test_an_exploring_refinement_screens_the_top_then_lets_tpe_pick_within_the_b
 
     best = screen_order(open_study(loaded.run, create=False))[0]
     assert best.value == max(t.value for t in trials if t.value is not None)
+    # the search's table of what TPE picked: every trained candidate the ranking does not hold
+    from hypernas.cli.search import _explored_rows
+
+    ranked = {r["id"] for r in rows}
+    shown = _explored_rows(loaded.run, ranked)
+    trained = {t.user_attrs["id"] for t in trials if t.state == optuna.trial.TrialState.COMPLETE}
+    assert shown and {r["id"] for r in shown} == trained - ranked
+    assert [r["val_acc"] for r in shown] == sorted((r["val_acc"] for r in shown), reverse=True)
+    assert all(r["params"] <= budget.max_params and r["encoding"] for r in shown)
 
 
 def test_an_exploring_refinement_on_ray_workers_skips_what_does_not_fit(runs, capsys):

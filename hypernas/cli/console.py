@@ -18,8 +18,8 @@ from ..graphs.network import param_shapes
 from ..spaces.space import Candidate, SearchSpace
 
 __all__ = ["spaces_table", "candidates_table", "arch_tree", "ranking_table", "runs_table",
-           "scores_table", "format_count", "format_bytes", "format_score", "format_interval",
-           "pareto_plot"]
+           "scores_table", "candidates_screened_table", "format_count", "format_bytes",
+           "format_score", "format_interval", "pareto_plot"]
 
 
 def format_score(score: float, spread: float = 0.0) -> str:
@@ -189,6 +189,22 @@ def ranking_table(rows: list[dict[str, Any]], extra: dict[str, dict[str, float]]
                      "from the candidate predicted best")
     if notes:
         table.caption = "\n".join(notes)
+    return table
+
+
+def candidates_screened_table(rows: list[dict[str, Any]], finalists: dict[str, float],
+                              title: str = "") -> Table:
+    """Screened candidates outside a ranking (``{trial, id, val_acc, params, macs, encoding}``),
+    with the finalist's validation accuracy of those trained again."""
+    table = Table(title=title or None)
+    for col in ("trial", "id", "params", "MACs", "screened val acc", "finalist val acc"):
+        table.add_column(col, justify="left" if col == "id" else "right", no_wrap=True)
+    table.add_column("encoding", overflow="fold", ratio=1)
+    for row in rows:
+        fit = finalists.get(row["id"])
+        table.add_row(str(row["trial"]), row["id"], format_count(row.get("params")),
+                      format_count(row.get("macs")), f"{row['val_acc']:.4g}",
+                      "-" if fit is None else f"{fit:.4g}", row.get("encoding") or "")
     return table
 
 

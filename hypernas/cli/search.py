@@ -31,9 +31,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
     console = _console()
 
     def on_trial(t: dict[str, Any]) -> None:
-        value = f"val acc {t['value']:.4f}" if t["value"] is not None else t["state"].lower()
-        if t.get("over_budget"):
-            value = "over the budget, not trained"
+        value = _outcome(t)
         recipe = t.get("recipe") or {}
         how = (f"mutation {t.get('mutation')}" if "mutation" in t
                else f"rank {t['rank']}" if t.get("base") else "explored")
@@ -78,7 +76,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from ..search.config import SearchConfig
     from ..search.pipeline import RANK_SHARE, run_search
     from ..spaces.defaults import describe_defaults, with_defaults
-    from .console import ranking_table
+    from .console import candidates_screened_table, ranking_table
 
     formats = tuple(f for f in args.format.split(",") if f)
     cfg = SearchConfig(space=args.space, data=args.data,
@@ -140,14 +138,12 @@ def cmd_search(args: argparse.Namespace) -> int:
                           f"({info['minutes']:.1f} min left)",
                           markup=False)
         elif stage == "trial":
-            value = f"{info['value']:.4f}" if info["value"] is not None else info["state"].lower()
-            if info.get("over_budget"):
-                value = "over the budget, not trained"
+            value = _outcome(info)
             where = (f"rank {info.get('rank')}" if info.get("base") or "mutation" in info
                      else "explored")
             mutation = f", mutation {info['mutation']}" if "mutation" in info else ""
             console.print(f"      trial {info['number']} ({where}, {info.get('id', '?')}"
-                          f"{mutation}): val acc {value}", markup=False)
+                          f"{mutation}): {value}", markup=False)
         elif stage == "fit":
             n = info["finalists"]
             if not last_log.get("fitting"):  # the stage's header, once per call
@@ -174,6 +170,11 @@ def cmd_search(args: argparse.Namespace) -> int:
                                 title=f"{cfg.run}: top {len(rows)} of {len(result['ranking'])} "
                                       "by hypernet score", calibration=calibration,
                                 pool=len(ann)))
+    explored = _explored_rows(result["run"], {r["id"] for r in result["ranking"]})
+    if explored:
+        console.print(candidates_screened_table(
+            explored, result["finalists"], title=f"{cfg.run}: {len(explored)} candidates TPE "
+            "picked from the whole space (not ranked), best screen first"))
     card = result["card"]
     console.print(f"winner: {card['id']} {card['encoding']}", markup=False)
     console.print(f"        val acc {card['val_acc']:.4f} ± {card['val_acc_se']:.4f}, test acc "
@@ -211,3 +212,34 @@ def _tie_note(card: dict[str, Any], finalists: dict[str, float]) -> str | None:
         return None
     return (f"runner-up finalist {card['val_acc'] - others[0]:.4f} behind, under two standard "
             "errors: not told apart")
+
+
+def _outcome(trial: dict[str, Any]) -> str:
+    """A screening or refinement trial's outcome as both trial printers word it.
+
+    >>> _outcome({"value": 0.81234, "state": "COMPLETE"})
+    'val acc 0.8123'
+    >>> _outcome({"value": None, "state": "PRUNED", "over_budget": True})
+    'over the budget, not trained'
+    """
+    if trial.get("over_budget"):
+        return "over the budget, not trained"
+    return f"val acc {trial['value']:.4f}" if trial["value"] is not None else trial["state"].lower()
+
+
+def _explored_rows(run: Any, ranked: set[str]) -> list[dict[str, Any]]:
+    """The screened candidates that are not in the ranking (an exploring search's TPE picks):
+    the best screen of each, best first, with its parameters and multiply-adds."""
+    from ..refine.study import completed, open_study
+
+    if not run.study_path.exists():
+        return []
+    best: dict[str, dict[str, Any]] = {}
+    for t in completed(open_study(run, create=False), fits=False):
+        cid = t.user_attrs.get("id")
+        if cid is None or cid in ranked or (cid in best and best[cid]["val_acc"] >= t.value):
+            continue
+        best[cid] = {"id": cid, "trial": t.number, "val_acc": t.value,
+                     "encoding": t.user_attrs.get("encoding"),
+                     "params": t.user_attrs.get("params"), "macs": t.user_attrs.get("macs")}
+    return sorted(best.values(), key=lambda r: (-r["val_acc"], r["trial"]))

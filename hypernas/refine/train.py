@@ -93,7 +93,8 @@ def evaluate(net: nn.Module, split: Split, batch_size: int = 500,
 def train_network(net: nn.Module, train: Split, val: Split, cfg: TrainConfig,
                   on_epoch: Callable[[dict[str, float]], None] | None = None,
                   state: Mapping[str, Any] | None = None,
-                  on_state: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+                  on_state: Callable[[dict[str, Any]], None] | None = None,
+                  on_step: Callable[[float], None] | None = None) -> TrainResult:
     """Train ``net`` in place on ``train`` with the recipe ``cfg``; evaluate on ``val`` each epoch.
 
     ``on_epoch`` receives each epoch's row (epoch, train_loss, val_acc, val_loss); an exception
@@ -103,6 +104,9 @@ def train_network(net: nn.Module, train: Split, val: Split, cfg: TrainConfig,
     from that point: ``{"epoch", "optimizer", "scheduler", "history"}`` (the weights are
     ``net``'s own). Given back as ``state`` with ``net`` holding those weights, training goes on
     from the next epoch with the same batches and schedule as if it had never stopped.
+
+    ``on_step`` receives each step's training loss (before that step's update; a non-finite one
+    too), e.g. for the sum of training losses that estimates how fast a network fits.
     """
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise HypernasError(f"epochs and batch_size must be >= 1, got {cfg.epochs}, {cfg.batch_size}")
@@ -128,6 +132,8 @@ def train_network(net: nn.Module, train: Split, val: Split, cfg: TrainConfig,
         for x, y in subset.batches(cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch):
             x, y = x.to(device), y.to(device)
             loss = F.cross_entropy(net(x), y)
+            if on_step is not None:
+                on_step(loss.item())
             opt.zero_grad(set_to_none=True)
             if torch.isfinite(loss):
                 loss.backward()

@@ -817,6 +817,22 @@ def test_a_corrupted_study_or_a_full_disk_is_one_line_and_keeps_what_was_written
     assert Run("t", root=runs).ranking_path("hypernet").read_text() == ranking
 
 
+def test_every_step_reports_its_training_loss_and_the_epochs_average_them():
+    from hypernas.refine import TrainConfig, prepare_dataset, train_network
+
+    cfg = TrainConfig(epochs=2, batch_size=50, train_size=300, resolution=None, seed=1)
+    data = prepare_dataset(load_dataset("digits"), cfg)
+    space = hn.load_space("mlp", input_shape=data.input_shape, max_depth=2)
+    torch.manual_seed(0)
+    losses: list[float] = []
+    result = train_network(hn.Network(space.sample(0).graph), data.train, data.val, cfg,
+                           on_step=losses.append)
+    assert len(losses) == 2 * 300 // 50  # one per step
+    for epoch, row in enumerate(result.history):  # equal batches: the epoch's mean
+        assert sum(losses[6 * epoch:6 * epoch + 6]) / 6 == pytest.approx(row["train_loss"])
+    assert sum(losses[6:]) < sum(losses[:6])  # it learns
+
+
 def test_a_training_resumed_from_its_state_ends_as_if_it_never_stopped():
     from hypernas.refine import TrainConfig, prepare_dataset, train_network
 

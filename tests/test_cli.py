@@ -12,7 +12,8 @@ import hypernas as hn
 from hypernas.cli import build_parser, main
 
 COMMANDS = ["spaces", "sample", "show-arch", "datasets", "train", "rank", "show", "runs", "refine",
-            "export", "search", "pretrained", "calibrate", "report", "dashboard"]
+            "export", "search", "pretrained", "calibrate", "probe", "report",
+            "dashboard"]
 
 
 def run(*argv: str) -> subprocess.CompletedProcess:

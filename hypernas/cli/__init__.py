@@ -19,7 +19,7 @@ from .parser import build_parser
 __all__ = ["main", "build_parser"]
 
 # the commands that open a run's study
-OPTUNA_COMMANDS = ("refine", "export", "search", "show", "report", "calibrate")
+OPTUNA_COMMANDS = ("refine", "export", "search", "show", "report", "calibrate", "probe")
 
 
 def _usable_cores() -> int:

@@ -1,4 +1,5 @@
-"""The ``calibrate`` command: map a run's scores to accuracy intervals from trained candidates."""
+"""The ``calibrate`` and ``probe`` commands: fitted to trained candidates, a run's scores mapped to
+accuracy intervals, and its hypernetwork's graph embedding read out toward a recipe's accuracy."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from ..errors import HypernasError
 from ._common import _console
 
-__all__ = ["cmd_calibrate", "read_truth"]
+__all__ = ["cmd_calibrate", "cmd_probe", "read_truth"]
 
 ACC_KEYS = ("accuracy", "test_acc", "val_acc")  # what a truth row's accuracy may be called
 
@@ -109,4 +110,82 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                   "on others)", markup=False)
     console.print(f"  hypernas show {run.name} now prints each candidate's predicted accuracy "
                   "with its interval", markup=False)
+    return 0
+
+
+def _screens(run: Any) -> tuple[dict[str, float], str]:
+    """``{encoding: validation accuracy}`` of the run's screening / refinement trials that share
+    the most common recipe (a probe predicts one recipe's accuracy), and that recipe in words."""
+    from ..refine.study import completed, open_study
+
+    groups: dict[str, dict[str, float]] = {}
+    for t in completed(open_study(run, create=False), fits=False):
+        code, recipe = t.user_attrs.get("encoding"), t.user_attrs.get("recipe")
+        if code is None or recipe is None:
+            continue
+        key = json.dumps({k: v for k, v in recipe.items() if k != "seed"}, sort_keys=True)
+        group = groups.setdefault(key, {})
+        group[code] = max(group.get(code, t.value), t.value)
+    if not groups:
+        return {}, ""
+    key, labels = max(groups.items(), key=lambda kv: len(kv[1]))
+    r = json.loads(key)
+    return labels, (f"validation accuracy after {r.get('epochs')} epochs on "
+                    f"{r.get('train_size') or 'all'} images at lr {r.get('lr')}, from "
+                    "random weights" if r.get("lr") == 0.1 else
+                    f"validation accuracy of the run's trials with recipe {key}")
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from ..hypernet.trainer import load_checkpoint
+    from ..ranking.probe import MIN_LABELS, WEAK, fit_probe, graph_embeddings, save_probe
+    from ..ranking.run import load_run
+    from ..runs.rankings import ranking_labels, ranking_rows
+    from ..runs.store import Run
+
+    loaded = load_run(Run(args.run))
+    run = loaded.run
+    if args.truth:
+        truth = read_truth(Path(args.truth))
+        recipe = args.recipe or f"the accuracies of {args.truth}"
+        source = str(args.truth)
+    else:
+        truth, recipe = _screens(run) if run.study_path.exists() else ({}, "")
+        if len(truth) < MIN_LABELS:
+            raise HypernasError(f"run {run.name!r} has {len(truth)} screened candidates with one "
+                                f"recipe; a probe needs {MIN_LABELS}: screen more (hypernas "
+                                f"refine {run.name} --trials {MIN_LABELS}) or give --truth FILE")
+        recipe = args.recipe or recipe
+        source = f"runs/{run.name}/study.db (trials of that recipe, finalists left out)"
+    encodings = {r["id"]: r["encoding"] for label in ranking_labels(run)
+                 for r in ranking_rows(run, label).values()}
+    graphs, accs, unknown = [], [], 0
+    for key, acc in truth.items():
+        code = encodings.get(key, key)
+        try:
+            graphs.append(loaded.space.replay(code).graph)
+        except HypernasError:
+            unknown += 1
+            continue
+        accs.append(acc)
+    if unknown:
+        _console(stderr=True).print(f"note: {unknown} of {len(truth)} trained candidates are "
+                                    "neither an encoding of this run's space nor an id it "
+                                    "ranked; left out", markup=False)
+    hnet, _, _ = load_checkpoint(run.checkpoint_path, loaded.config.hypernet)
+    probe = fit_probe(graph_embeddings(hnet, graphs), accs, recipe=recipe, source=source)
+    path = save_probe(run, probe)
+    console = _console()
+    console.print(f"probe of run {run.name} fitted on {probe.labels} trained candidates "
+                  f"(accuracy sd {100 * probe.label_sd:.2f} points; {recipe}) -> {path}",
+                  markup=False)
+    console.print(f"  held-out Spearman {probe.cv_spearman:+.3f} (5-fold, penalty "
+                  f"{probe.penalty:g}); rank with it: hypernas rank {run.name} --scorer probe",
+                  markup=False)
+    if probe.cv_spearman < WEAK:
+        _console(stderr=True).print(
+            f"warning: the probe's held-out predictions follow the accuracies at Spearman "
+            f"{probe.cv_spearman:+.2f}, so a ranking by it is close to noise: fit it on more "
+            "trained candidates, or on ones whose accuracies differ by more than a training's "
+            "seed noise", style="bold yellow", markup=False, soft_wrap=True)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ._common import _add_budget_args, _add_runtime_arg, _add_space_args, _add_trust_arg
-from .calibrate import cmd_calibrate
+from .calibrate import cmd_calibrate, cmd_probe
 from .dashboard import cmd_dashboard
 from .rank import cmd_rank, cmd_train
 from .search import cmd_export, cmd_refine, cmd_search
@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 0 when --archs lines were skipped (default: exit 1, after ranking "
                         "the rest)")
     p.add_argument("--scorer", default="hypernet",
-                   help="hypernet | params | synflow | naswot | jacob_cov | snip | grad_norm")
+                   help="hypernet | probe (after hypernas probe RUN) | params | synflow | "
+                        "naswot | jacob_cov | snip | grad_norm")
     p.add_argument("--proxies", default="", metavar="A,B",
                    help="proxies to compute and show side by side, e.g. params,naswot")
     p.add_argument("--ranking", metavar="LABEL",
@@ -131,6 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", type=float, default=0.8,
                    help="the interval level reported (0.8; strictly between 0 and 1)")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("probe", help="read a run's graph embedding out toward a recipe's accuracy",
+                       description="Fit a ridge read-out from the hypernetwork's graph embedding "
+                                   "to the accuracies trained candidates reached (the run's "
+                                   "screens of one recipe, or --truth FILE), so that hypernas "
+                                   "rank RUN --scorer probe ranks by what that recipe rewards.")
+    p.add_argument("run", help="run name (runs/RUN/)")
+    p.add_argument("--truth", metavar="FILE.jsonl",
+                   help='trained candidates, one per line: {"encoding": ..., "accuracy": 0.87} '
+                        "(or id / test_acc / val_acc); default: the run's own screens")
+    p.add_argument("--recipe", help="what those accuracies are (kept with the probe)")
+    p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("show", help="show a run's ranking, or one architecture with its scores",
                        description="Print a run's ranked candidates (filter, sort, --json), or "

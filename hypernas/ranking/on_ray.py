@@ -32,9 +32,10 @@ from ..hypernet.trainer import checkpoint_from_bytes, load_checkpoint
 from ..runs.rankings import ranking_rows
 from ..runs.store import append_jsonl, run_lock
 from ..spaces.space import Candidate
+from .probe import PROBE
 from .proxies import list_proxies
 from .racing import Race, RaceConfig
-from .rank import make_scorer, missing_candidates, start_race
+from .rank import make_scorer, missing_candidates, rank_run, start_race
 from .run import LoadedRun, RunConfig, materialise, portable_config
 
 __all__ = ["rank_on_ray", "ScoringWorker"]
@@ -88,7 +89,7 @@ def rank_on_ray(loaded: LoadedRun, cands: Sequence[Candidate], scorer: str = "hy
     Args:
         loaded: the run (its config and checkpoint are sent to every worker).
         cands: candidates to rank; repeats of a canonical id and ids already ranked are skipped.
-        scorer: ``"hypernet"`` or a proxy name.
+        scorer: ``"hypernet"``, a proxy name, or ``"probe"`` (ranked in this process).
         label: ranking name (default: the scorer's name).
         workers: scoring actors (one CPU, or one GPU where the cluster has GPUs, each).
         address: a running cluster (``HOST:PORT`` or ``auto``); ``None`` starts a private local
@@ -103,6 +104,8 @@ def rank_on_ray(loaded: LoadedRun, cands: Sequence[Candidate], scorer: str = "hy
     Returns:
         the whole ranking by canonical id: rows already there, then the new ones.
     """
+    if scorer == PROBE:  # a linear read-out: cheaper here than shipping candidates to actors
+        return rank_run(loaded, cands, scorer, label=label, on_rows=on_rows)
     _check_args(scorer, workers, chunk, retries)
     label = label or scorer
     with run_lock(loaded.run, f"rank-{label}", f"ranked into {label!r}"):

@@ -16,11 +16,13 @@ import torch
 
 from ..data.dataset import Dataset
 from ..errors import HypernasError
+from ..graphs.network import count_macs, count_params
 from ..hypernet.model import GraphHyperNetwork
 from ..hypernet.trainer import load_checkpoint, weight_samples
 from ..runs.rankings import ranking_rows
 from ..runs.store import append_jsonl, run_lock
 from ..spaces.space import Candidate, SearchSpace
+from .probe import PROBE, Probe, graph_embeddings, load_probe
 from .proxies import list_proxies
 from .racing import SCORING_ADAPTIVE, SCORING_FULL, Race, RaceConfig, check_scoring, rungs
 from .run import LoadedRun, RunConfig
@@ -71,11 +73,25 @@ def missing_candidates(cands: Sequence[Candidate], have: dict[str, Any]) -> list
 
 def make_scorer(scorer: str, cfg: RunConfig, data: Dataset,
                 hnet: GraphHyperNetwork | None = None, device: str | torch.device = "cpu",
-                chunk: int = 16) -> Callable[..., list[dict[str, Any]]]:
+                chunk: int = 16, probe: Probe | None = None) -> Callable[..., list[dict[str, Any]]]:
     """A function from candidates (and, for ``hypernet``, an optional
     :class:`~hypernas.ranking.racing.Race`) to ranking rows (``score``, ``spread``, params,
     MACs ...) for ``scorer``: ``hypernet`` (give ``hnet``) or a proxy, on the run's fixed
-    evaluation images."""
+    evaluation images, or ``probe`` (give ``hnet`` and its ``probe``): the accuracy the probe's
+    recipe would reach, read off the graph embedding."""
+    if scorer == PROBE:
+        if hnet is None or probe is None:
+            raise HypernasError("the probe scorer needs the run's hypernetwork and its probe; "
+                                "fit one: hypernas probe RUN")
+        hnet = hnet.to(device)
+
+        def score_probe(part: Sequence[Candidate], race: Race | None = None
+                        ) -> list[dict[str, Any]]:
+            pred = probe.predict(graph_embeddings(hnet, [c.graph for c in part], chunk))
+            return [{"encoding": c.encoding, "id": c.id, "score": float(p), "spread": 0.0,
+                     "params": count_params(c.graph), "macs": count_macs(c.graph)}
+                    for c, p in zip(part, pred.tolist())]
+        return score_probe
     if scorer == "hypernet":
         if hnet is None:
             raise HypernasError("the hypernet scorer needs a trained hypernetwork")
@@ -95,7 +111,8 @@ def make_scorer(scorer: str, cfg: RunConfig, data: Dataset,
             rows = score_proxies([scorer], part, x, y, cfg.score.seed)
             return [{**r, "score": r[scorer], "spread": 0.0} for r in rows]
         return score_proxy
-    raise HypernasError(f"unknown scorer {scorer!r}; known: hypernet, {', '.join(list_proxies())}")
+    raise HypernasError(f"unknown scorer {scorer!r}; known: hypernet, {PROBE}, "
+                        f"{', '.join(list_proxies())}")
 
 
 def start_race(lr: LoadedRun, scorer: str, label: str, have: dict[str, dict],
@@ -125,10 +142,12 @@ def rank_run(lr: LoadedRun, cands: Sequence[Candidate], scorer: str = "hypernet"
         have = ranking_rows(lr.run, label)
         racing = start_race(lr, scorer, label, have, race)
         todo = missing_candidates(cands, have)
-        hnet = None
-        if scorer == "hypernet":
+        hnet = probe = None
+        if scorer == PROBE:
+            probe = load_probe(lr.run)
+        if scorer in ("hypernet", PROBE):
             hnet, _, _ = load_checkpoint(lr.run.checkpoint_path, lr.config.hypernet)
-        score = make_scorer(scorer, lr.config, lr.data, hnet, chunk=chunk)
+        score = make_scorer(scorer, lr.config, lr.data, hnet, chunk=chunk, probe=probe)
         for start in range(0, len(todo), chunk):
             rows = [{**r, "scorer": scorer} for r in score(todo[start:start + chunk], racing)]
             for row in rows:

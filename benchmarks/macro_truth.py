@@ -49,25 +49,33 @@ def candidates() -> list[dict]:
     if CANDIDATES.exists():
         return json.loads(CANDIDATES.read_text())
     import hypernas as hn
-    from hypernas.spaces.budget import Budget, sample_within
 
     space = hn.load_space("macro", input_shape=(1, 16, 16), num_classes=10, **SKELETON)
     uniform = space.sample_many(UNIFORM, seed=DRAW_SEED)
-    seen = {c.id for c in uniform}
-    banded, draw = [], 0
-    while len(banded) < BANDED:
-        for cand in sample_within(space, Budget(max_params=BAND[1]), 4 * BANDED,
-                                  seed=DRAW_SEED + draw):
+    banded = draw_band(space, BANDED, {c.id for c in uniform}, DRAW_SEED)
+    rng = random.Random(DRAW_SEED)
+    out = [{"encoding": c.encoding, "group": "uniform"} for c in uniform]
+    out += [{"encoding": c.encoding, "group": "band"} for c in banded]
+    rng.shuffle(out)  # so a partial set holds both groups
+    CANDIDATES.write_text(json.dumps(out, indent=0) + "\n")
+    return out
+
+
+def draw_band(space, n: int, seen: set[str], seed: int) -> list:
+    """``n`` candidates within ``BAND`` whose ids are not in ``seen``: drawn with
+    ``spaces.budget`` under the band's top, kept from its bottom, in batches seeded from
+    ``seed`` on."""
+    import hypernas as hn
+    from hypernas.spaces.budget import Budget, sample_within
+
+    banded, seen, draw = [], set(seen), 0
+    while len(banded) < n:
+        for cand in sample_within(space, Budget(max_params=BAND[1]), 4 * n, seed=seed + draw):
             if BAND[0] <= hn.count_params(cand.graph) and cand.id not in seen:
                 seen.add(cand.id)
                 banded.append(cand)
         draw += 1
-    rng = random.Random(DRAW_SEED)
-    out = [{"encoding": c.encoding, "group": "uniform"} for c in uniform]
-    out += [{"encoding": c.encoding, "group": "band"} for c in banded[:BANDED]]
-    rng.shuffle(out)  # so a partial set holds both groups
-    CANDIDATES.write_text(json.dumps(out, indent=0) + "\n")
-    return out
+    return banded[:n]
 
 
 def reseeded(encodings: list[str], every: int) -> list[tuple[str, int]]:

@@ -137,3 +137,39 @@ def test_probe_without_enough_trained_candidates_names_the_fix(ranked_run, capsy
     assert main(["probe", "t", "--truth", str(few)]) == 2
     assert "at least 10 trained candidates" in capsys.readouterr().err
     assert not (root / "t" / "probe.json").exists()
+
+
+def test_a_search_by_the_probe_ranks_every_candidate_with_it_and_screens_in_its_order(
+        ranked_run, capsys):
+    from hypernas.cli import main
+    from hypernas.ranking import load_run
+    from hypernas.runs.rankings import ranking_rows
+    from hypernas.runs.store import Run
+    from hypernas.search.config import SearchConfig
+    from hypernas.search.pipeline import _rank, screen_label
+
+    root, truth = ranked_run
+    assert main(["probe", "t", "--truth", str(truth)]) == 0
+    loaded = load_run(Run("t", root=root))
+    cfg = SearchConfig(space="mlp", data="digits", screen_rule="probe", candidates=40)
+    cands = loaded.space.sample_many(40, seed=7)
+    hypernet_before = ranking_rows(loaded.run, "hypernet")
+    ranked, each = _rank(loaded, cands, cfg, minutes_left=0.001, on_rows=lambda rows: None)
+    assert ranked == 40 and each is not None  # all of them, whatever the time left
+    assert set(ranking_rows(loaded.run, "probe")) == {c.id for c in cands}
+    assert ranking_rows(loaded.run, "hypernet") == hypernet_before  # no hypernet scoring
+    assert screen_label(loaded.run, cfg) == "probe"
+    assert screen_label(loaded.run, SearchConfig(screen_rule="rank")) == "combined"
+
+
+def test_a_search_by_the_probe_without_one_names_the_fix_before_training(tmp_path, monkeypatch,
+                                                                          capsys):
+    from hypernas.cli import main
+
+    monkeypatch.setenv("HYPERNAS_RUNS", str(tmp_path))
+    assert main(["search", "mlp", "--data", "digits", "--set", "max_depth=2", "--budget", "0.05",
+                 "--screen-by", "probe", "--run", "p"]) == 2
+    err = capsys.readouterr().err
+    assert "--screen-by probe: run 'p' has no probe" in err and "--screen-by ucb" in err
+    assert not (tmp_path / "p" / "checkpoints").exists() or not any(
+        (tmp_path / "p" / "checkpoints").iterdir())

@@ -256,11 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="screen the ranking's K best, then let Optuna's TPE pick candidates of "
                         "the whole space within the budget from the screens' accuracies for "
                         "the rest of the screening time (default: screen down the ranking)")
-    p.add_argument("--screen-by", choices=("ucb", "rank"), default="ucb",
+    p.add_argument("--screen-by", choices=("ucb", "rank", "probe"), default="ucb",
                    help="screening order: ucb (default) screens by the upper end of each "
                         "candidate's calibrated 80 %% accuracy interval where the run has a "
                         "calibration (the shipped hypernetwork has one), so a candidate that "
-                        "may be the best goes before a confident loser; rank: by the ranking")
+                        "may be the best goes before a confident loser; rank: by the ranking; "
+                        "probe: rank every candidate by the probe's predicted screen accuracy "
+                        "(the shipped macro hypernetwork has one; hypernas probe fits one)")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                    help="train the search's own hypernetwork even where one is shipped for the "
                         "space and data (the default NB201 / Fashion-MNIST search ranks with "

@@ -119,8 +119,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         elif stage == "rank":
             console.print(f"[2/5] ranking {info['candidates']} candidates"
                           + (f" within {info['budget']}" if info["budget"] != "no budget" else "")
-                          + (f" by the hypernet and {', '.join(info['combine'])} (rank average)"
-                             if info.get("combine") else " by the hypernet")
+                          + (" by the probe (the hypernetwork's graph embedding read out "
+                             "toward the screens' accuracy)" if info.get("scorer") == "probe"
+                             else f" by the hypernet and {', '.join(info['combine'])} (rank "
+                             "average)" if info.get("combine") else " by the hypernet")
                           + (f" on {info['workers']} Ray workers" if info["workers"] else ""),
                           markup=False)
         elif stage == "ranked" and info["ranked"] < info["of"]:
@@ -168,7 +170,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     console.print(ranking_table(rows, {"screened val acc": screened,
                                               "finalist val acc": result["finalists"]},
                                 title=f"{cfg.run}: top {len(rows)} of {len(result['ranking'])} "
-                                      "by hypernet score", calibration=calibration,
+                                      f"by {result['ranked_by']} score", calibration=calibration,
                                 pool=len(ann)))
     explored = _explored_rows(result["run"], {r["id"] for r in result["ranking"]})
     if explored:

@@ -174,8 +174,16 @@ def save_probe(run: Any, probe: Probe) -> Path:
 
 
 def load_probe(run: Any) -> Probe:
-    """The run's probe (``hypernas probe RUN`` fits it)."""
+    """The run's probe (``hypernas probe RUN`` fits it), else the shipped hypernetwork's when
+    the run ranks with one that ships a probe."""
     path = probe_path(run)
+    shipped = run.read_config().get("pretrained") if not path.exists() else None
+    if shipped:
+        from .pretrained import get_pretrained
+
+        card = get_pretrained(shipped).card
+        if "probe" in card:
+            return Probe.from_dict(card["probe"])
     if not path.exists():
         raise HypernasError(f"run {run.name!r} has no probe; fit one on trained candidates: "
                             f"hypernas probe {run.name} (its screens) or --truth FILE.jsonl")

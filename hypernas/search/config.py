@@ -25,7 +25,8 @@ from ..spaces.defaults import with_defaults
 
 __all__ = ["SearchConfig", "TRAIN_SHARE", "SCREEN_RULES"]
 
-SCREEN_RULES = ("ucb", "rank")  # screen by the interval's upper end, or by the ranking
+SCREEN_RULES = ("ucb", "rank", "probe")  # screen by the interval's upper end, by the ranking,
+# or by the probe's predicted accuracy (ranking.probe: the run's own, or the shipped one's)
 TRAIN_SHARE = 0.45  # of the budget: hypernetwork training (ranking, screening, fit: the rest)
 MAX_EXPLORED = 10_000  # screening trials of an exploring search (its budget stops it first)
 
@@ -73,7 +74,9 @@ class SearchConfig:
     latency_runtime: str = "torch"
     screen_rule: str = "ucb"  # the screening order: "ucb" screens by the upper end of the
     # calibrated 80 % interval where the run has a calibration (the shipped hypernetworks
-    # have one), else like "rank": the combined ranking (docs/BENCHMARKS.md, "Uncertainty")
+    # have one), else like "rank": the combined ranking (docs/BENCHMARKS.md, "Uncertainty");
+    # "probe" ranks every drawn candidate by the run's probe (or the shipped hypernetwork's;
+    # milliseconds each, no hypernet score) and screens in its order
     pretrained: bool = True  # rank with the hypernetwork shipped for this space and data (if
     # one matches: ranking.pretrained) and give its training share to screening and finalists
 

@@ -48,6 +48,7 @@ import optuna
 
 from ..errors import HypernasError
 from ..export.from_run import export_run
+from ..ranking.probe import PROBE, load_probe
 from ..ranking.racing import RaceConfig
 from ..ranking.rank import rank_run
 from ..ranking.run import LoadedRun, RunConfig, start_run, train_run
@@ -94,6 +95,12 @@ def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None
     loaded = start_run(run, _run_config(cfg, run))
     meter = cfg.budget.run_meter(run.latency_path)
     fits_space(loaded.space, cfg.budget, meter)  # before any training: a budget nothing meets
+    if cfg.screen_rule == PROBE:  # before any training: a probe rule with no probe to follow
+        try:
+            load_probe(run)
+        except HypernasError as err:
+            raise HypernasError(f"--screen-by probe: {err}; or screen by the ranking: "
+                                "--screen-by ucb") from None
     shipped = loaded.config.pretrained
     if shipped:
         train = loaded.config.train
@@ -117,12 +124,12 @@ def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None
             return (spent + time.monotonic() - started) / 60
 
         event("rank", candidates=len(cands), workers=cfg.workers, budget=cfg.budget.describe(),
-              combine=cfg.combine, share=RANK_SHARE)
+              combine=cfg.combine, share=RANK_SHARE, scorer=_label(cfg))
         if not run.study_path.exists():  # once screening has begun, the ranking is final
             n, each = _rank(loaded, cands, cfg, cfg.budget_minutes - elapsed(),
                             lambda rows: event("ranked-rows", rows=len(rows)))
             event("ranked", ranked=n, of=len(cands), seconds_each=each)
-        ranked = ranking_rows(run, "hypernet")
+        ranked = ranking_rows(run, "hypernet")  # the probe has no chance level to fall to
         warning = chance_warning([ranked[c.id] for c in cands if c.id in ranked],
                                  loaded.data.num_classes)
         if warning:
@@ -133,9 +140,14 @@ def run_search(cfg: SearchConfig, on_event: Callable[[str, dict[str, Any]], None
     out = run.exports_dir / "best"
     event("export", out=str(out))
     card = _export(loaded, out, best, cfg)
-    ranked = sorted(ranking_rows(run, "hypernet").values(), key=lambda r: -r["score"])
-    return {"run": run, "ranking": ranked, "best": best, "finalists": finalists, "export": out,
-            "card": card}
+    ranked = sorted(ranking_rows(run, _label(cfg)).values(), key=lambda r: -r["score"])
+    return {"run": run, "ranking": ranked, "ranked_by": _label(cfg), "best": best,
+            "finalists": finalists, "export": out, "card": card}
+
+
+def _label(cfg: SearchConfig) -> str:
+    """The ranking a search reports: the probe's with the probe rule, else the hypernet's."""
+    return PROBE if cfg.screen_rule == PROBE else "hypernet"
 
 
 def _run_config(cfg: SearchConfig, run: Run) -> RunConfig:
@@ -284,6 +296,12 @@ def _rank(loaded: LoadedRun, cands: list, cfg: SearchConfig, minutes_left: float
     ``RANK_PROBE`` candidates not yet ranked are scored first and timed; the pace they set
     decides how many more are. Returns how many of ``cands`` are ranked and the seconds one
     took (None when nothing was left to rank)."""
+    if cfg.screen_rule == PROBE:  # a linear read-out of the graph embedding: rank them all
+        have = ranking_rows(loaded.run, PROBE)
+        begun = time.monotonic()
+        rank_run(loaded, cands, PROBE, on_rows=on_rows)
+        todo = sum(c.id not in have for c in cands)
+        return len(cands), (time.monotonic() - begun) / todo if todo else None
     scorers = ("hypernet", *cfg.combine)
     race = RaceConfig(top_k=min(RACE_TOP_K, len(cands)))
 
@@ -320,8 +338,11 @@ def _rank(loaded: LoadedRun, cands: list, cfg: SearchConfig, minutes_left: float
 
 
 def screen_label(run: Run, cfg: SearchConfig) -> str | None:
-    """The ranking the screening follows: the run's ``ucb`` ranking when the rule is ucb and
-    the run has one (it has a calibration), else the combined one (None: the hypernet's)."""
+    """The ranking the screening follows: the probe's with the probe rule; the run's ``ucb``
+    ranking when the rule is ucb and the run has one (it has a calibration), else the combined
+    one (None: the hypernet's)."""
+    if cfg.screen_rule == PROBE:
+        return PROBE
     if cfg.screen_rule == "ucb" and run.ranking_path(UCB).exists():
         return UCB
     return COMBINED if cfg.combine else None

@@ -264,3 +264,28 @@ def test_hypernas_pretrained_lists_the_shipped_hypernetwork(capsys):
     card = get_pretrained(SHIPPED).card
     assert SHIPPED in out and f"{card['trained']['steps']:,} steps" in out
     assert "fashion-mnist (seed 0)" in out
+
+
+def test_the_shipped_macro_probe_is_refit_exactly_from_the_committed_rows(shipped_run):
+    """The probe in the macro card comes from the committed label screens and the shipped
+    weights' embeddings of them (benchmarks/macro_probe.py ship), and a run installed from the
+    shipped weights embeds candidates as those rows say."""
+    import sys
+
+    from hypernas.hypernet.trainer import load_checkpoint
+    from hypernas.ranking.probe import Probe, graph_embeddings, load_probe
+
+    loaded, _ = shipped_run
+    if loaded.config.pretrained != MACRO:
+        pytest.skip("the macro card ships the probe")
+    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+    import macro_probe
+
+    card = get_pretrained(MACRO).card["probe"]
+    assert Probe.from_dict(card) == macro_probe.shipped_probe()
+    assert load_probe(loaded.run) == Probe.from_dict(card)  # the run ranks with it
+    rows = [json.loads(line) for line in (macro_probe.FEATURES / "macro-ship.jsonl").read_text()
+            .splitlines()[1:4]]
+    hnet, _, _ = load_checkpoint(loaded.run.checkpoint_path, loaded.config.hypernet)
+    now = graph_embeddings(hnet, [loaded.space.replay(r["code"]).graph for r in rows])
+    assert torch.allclose(now, torch.tensor([r["mean"] for r in rows]), atol=1e-4)

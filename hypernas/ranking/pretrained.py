@@ -10,7 +10,9 @@ dataset the package can instead ship a hypernetwork trained once for hours: the 
 - ``sha256``: the weights file's hash, checked before the weights are used;
 - ``trained``: steps, minutes and the last logged loss and accuracy;
 - ``reference``: a few cells' scores on the first images of the fixed evaluation set, so a test
-  (and :func:`check_reference`) can prove the weights load and score as when they were shipped.
+  (and :func:`check_reference`) can prove the weights load and score as when they were shipped;
+- optionally ``calibration`` (:mod:`~hypernas.ranking.uncertainty`) and ``probe``
+  (:mod:`~hypernas.ranking.probe`: its embedding read out toward the search's screens).
 
 A run can start from one when everything but the training matches (space and its effective
 settings, data and its split seed, resolution, hypernetwork, scoring): :func:`find_pretrained`

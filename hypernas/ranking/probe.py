@@ -2,8 +2,8 @@
 
 The hypernet score is how well a candidate's *predicted* weights classify. A short training
 recipe can reward something else: on the macro space at 5 epochs, how fast a network fits its
-images, which the score does not follow (docs/BENCHMARKS.md, "Telling the hypernetwork the
-recipe"). The hypernetwork's GNN has embedded every candidate's graph on the way to its weights,
+images, which the score does not follow (docs/BENCHMARKS.md, "What does rank the macro
+truth"). The hypernetwork's GNN has embedded every candidate's graph on the way to its weights,
 and that embedding holds more than the score uses. A probe is a ridge regression from it (the
 node embeddings of the trained GNN, mean-pooled per graph; an ensemble's members side by side)
 to the accuracies that candidates trained with one recipe reached (a search's screens, or a file

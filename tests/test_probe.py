@@ -173,3 +173,25 @@ def test_a_search_by_the_probe_without_one_names_the_fix_before_training(tmp_pat
     assert "--screen-by probe: run 'p' has no probe" in err and "--screen-by ucb" in err
     assert not (tmp_path / "p" / "checkpoints").exists() or not any(
         (tmp_path / "p" / "checkpoints").iterdir())
+
+
+def test_the_runs_own_screens_of_its_most_common_recipe_are_the_probes_labels(ranked_run):
+    import optuna
+
+    from hypernas.cli.calibrate import _screens
+    from hypernas.refine.study import open_study
+    from hypernas.runs.store import Run
+
+    root, _ = ranked_run
+    run = Run("t", root=root)
+    study = open_study(run)
+    screen = {"epochs": 2, "train_size": 5000, "lr": 0.1}
+    for i in range(12):  # 11 screens of one recipe (one candidate twice), one other trial
+        recipe = {**screen, "seed": i} if i < 11 else {**screen, "lr": 0.02}
+        study.add_trial(optuna.trial.create_trial(
+            value=0.5 + 0.01 * i, user_attrs={"encoding": f"code{min(i, 9)}", "recipe": recipe,
+                                              "warm_start": i == 11}))
+    labels, recipe = _screens(run)
+    assert labels == {**{f"code{i}": 0.5 + 0.01 * i for i in range(9)}, "code9": 0.6}
+    assert recipe == "validation accuracy after 2 epochs on 5000 images at lr 0.1, from random " \
+                     "weights"

@@ -123,17 +123,18 @@ def _screens(run: Any) -> tuple[dict[str, float], str]:
         code, recipe = t.user_attrs.get("encoding"), t.user_attrs.get("recipe")
         if code is None or recipe is None:
             continue
-        key = json.dumps({k: v for k, v in recipe.items() if k != "seed"}, sort_keys=True)
+        key = json.dumps({**{k: v for k, v in recipe.items() if k != "seed"},
+                          "warm_start": bool(t.user_attrs.get("warm_start"))}, sort_keys=True)
         group = groups.setdefault(key, {})
         group[code] = max(group.get(code, t.value), t.value)
     if not groups:
         return {}, ""
     key, labels = max(groups.items(), key=lambda kv: len(kv[1]))
     r = json.loads(key)
+    start = "predicted" if r["warm_start"] else "random"
     return labels, (f"validation accuracy after {r.get('epochs')} epochs on "
-                    f"{r.get('train_size') or 'all'} images at lr {r.get('lr')}, from "
-                    "random weights" if r.get("lr") == 0.1 else
-                    f"validation accuracy of the run's trials with recipe {key}")
+                    f"{r.get('train_size') or 'all'} images at lr {r.get('lr')}, from {start} "
+                    "weights")
 
 
 def cmd_probe(args: argparse.Namespace) -> int:

@@ -232,16 +232,7 @@ def _outcome(trial: dict[str, Any]) -> str:
 def _explored_rows(run: Any, ranked: set[str]) -> list[dict[str, Any]]:
     """The screened candidates that are not in the ranking (an exploring search's TPE picks):
     the best screen of each, best first, with its parameters and multiply-adds."""
-    from ..refine.study import completed, open_study
+    from ..refine.study import refined_rows
 
-    if not run.study_path.exists():
-        return []
-    best: dict[str, dict[str, Any]] = {}
-    for t in completed(open_study(run, create=False), fits=False):
-        cid = t.user_attrs.get("id")
-        if cid is None or cid in ranked or (cid in best and best[cid]["val_acc"] >= t.value):
-            continue
-        best[cid] = {"id": cid, "trial": t.number, "val_acc": t.value,
-                     "encoding": t.user_attrs.get("encoding"),
-                     "params": t.user_attrs.get("params"), "macs": t.user_attrs.get("macs")}
-    return sorted(best.values(), key=lambda r: (-r["val_acc"], r["trial"]))
+    rows = [{**r, "id": i} for i, r in refined_rows(run, fits=False).items() if i not in ranked]
+    return sorted(rows, key=lambda r: (-r["val_acc"], r["trial"]))

@@ -42,7 +42,7 @@ from ..runs.store import read_jsonl
 from ..spaces.space import Candidate, load_space
 
 __all__ = ["Pretrained", "available", "get_pretrained", "find_pretrained", "install",
-           "reference_scores", "check_reference", "ship", "SHIPPED"]
+           "reference_scores", "check_reference", "ship", "run_or_shipped", "SHIPPED"]
 
 SHIPPED = Path(__file__).parent / "shipped"
 REFERENCE_IMAGES = 500  # evaluation images the reference scores use (a test repeats them)
@@ -69,6 +69,19 @@ def available() -> list[Pretrained]:
         out.append(Pretrained(card.stem, json.loads(card.read_text()),
                               card.with_suffix(".safetensors")))
     return out
+
+
+def run_or_shipped(run: Any, path: Path, key: str, again: str) -> dict[str, Any] | None:
+    """A fit a run keeps as JSON at ``path`` (a calibration, a probe), else field ``key`` of the
+    card of the shipped hypernetwork the run ranks with, else None; a file that is not JSON is
+    refused with ``again``, the way to make it again."""
+    if path.exists():
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise HypernasError(f"{path} is not valid JSON ({e}); delete it and {again}") from e
+    shipped = run.read_config().get("pretrained")
+    return get_pretrained(shipped).card.get(key) if shipped else None
 
 
 def get_pretrained(name: str) -> Pretrained:

@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -176,19 +175,11 @@ def save_probe(run: Any, probe: Probe) -> Path:
 def load_probe(run: Any) -> Probe:
     """The run's probe (``hypernas probe RUN`` fits it), else the shipped hypernetwork's when
     the run ranks with one that ships a probe."""
-    path = probe_path(run)
-    shipped = run.read_config().get("pretrained") if not path.exists() else None
-    if shipped:
-        from .pretrained import get_pretrained
+    from .pretrained import run_or_shipped
 
-        card = get_pretrained(shipped).card
-        if "probe" in card:
-            return Probe.from_dict(card["probe"])
-    if not path.exists():
+    data = run_or_shipped(run, probe_path(run), "probe",
+                          f"fit it again: hypernas probe {run.name}")
+    if data is None:
         raise HypernasError(f"run {run.name!r} has no probe; fit one on trained candidates: "
                             f"hypernas probe {run.name} (its screens) or --truth FILE.jsonl")
-    try:
-        return Probe.from_dict(json.loads(path.read_text()))
-    except json.JSONDecodeError as e:
-        raise HypernasError(f"{path} is not valid JSON ({e}); delete it and fit it again: "
-                            f"hypernas probe {run.name}") from e
+    return Probe.from_dict(data)

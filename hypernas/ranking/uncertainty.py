@@ -32,7 +32,6 @@ Example:
 from __future__ import annotations
 
 import bisect
-import json
 import math
 import statistics
 from dataclasses import asdict, dataclass, field
@@ -274,21 +273,11 @@ def save_calibration(run: Any, cal: Calibration) -> Path:
 def load_calibration(run: Any) -> Calibration | None:
     """The run's own calibration (``hypernas calibrate``), else the shipped hypernetwork's when
     the run ranks with one, else None."""
-    path = calibration_path(run)
-    if path.exists():
-        try:
-            return Calibration.from_dict(json.loads(path.read_text()))
-        except json.JSONDecodeError as e:
-            raise HypernasError(f"{path} is not valid JSON ({e}); delete it and calibrate "
-                                f"again: hypernas calibrate {run.name}") from e
-    shipped = run.read_config().get("pretrained")
-    if shipped:
-        from .pretrained import get_pretrained
+    from .pretrained import run_or_shipped
 
-        card = get_pretrained(shipped).card
-        if "calibration" in card:
-            return Calibration.from_dict(card["calibration"])
-    return None
+    data = run_or_shipped(run, calibration_path(run), "calibration",
+                          f"calibrate again: hypernas calibrate {run.name}")
+    return Calibration.from_dict(data) if data is not None else None
 
 
 def pool_rows(run: Any, scorers: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:

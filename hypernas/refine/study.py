@@ -145,7 +145,8 @@ def completed(study: optuna.Study, fits: bool = True) -> list[optuna.trial.Froze
 
 def refined_rows(run: Run, fits: bool = True, only_fits: bool = False
                  ) -> dict[str, dict[str, Any]]:
-    """Best finished trial per candidate id: ``{id: {val_acc, trial, epochs, ...}}`` (empty when
+    """Best finished trial per candidate id: ``{id: {val_acc, trial, encoding, params, macs,
+    epochs, ...}}`` (its parameters and multiply-adds where the trial recorded them; empty when
     the run has no study); ``fits=False`` leaves out the trainings :func:`fit_candidate` added,
     ``only_fits=True`` keeps only those."""
     if not run.study_path.exists():
@@ -156,7 +157,9 @@ def refined_rows(run: Run, fits: bool = True, only_fits: bool = False
         cid = trial.user_attrs.get("id")
         if cid is not None and (cid not in best or trial.value > best[cid]["val_acc"]):
             best[cid] = {"val_acc": trial.value, "trial": trial.number,
-                         "encoding": trial.user_attrs.get("encoding"), **trial.params}
+                         "encoding": trial.user_attrs.get("encoding"),
+                         **{k: trial.user_attrs[k] for k in ("params", "macs")
+                            if k in trial.user_attrs}, **trial.params}
     return best
 
 

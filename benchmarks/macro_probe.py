@@ -45,7 +45,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fmnist_truth import append  # noqa: E402
-from macro_ranking import GROUPS, HALVES, SCORES, scorers, subset, truth, with_top_pick  # noqa: E402
+from macro_ranking import SCORES, cells, print_cells, scorers, truth  # noqa: E402
 from macro_screen_signal import measure  # noqa: E402
 from macro_truth import CANDIDATES as TRUTH_CANDIDATES  # noqa: E402
 from macro_truth import draw_band  # noqa: E402
@@ -163,16 +163,8 @@ def report(args: argparse.Namespace) -> int:
     for ref in args.reference:
         for name, scores in scorers(load_scores(ref, SCORES)).items():
             tables[f"{name} ({ref})" if name == "hypernet" else name] = scores
-    result["table"] = {name: {f"{g}/{h}": with_top_pick(
-        {c: v for c, v in scores.items() if c in subset(h, g)}, values)
-        for g in GROUPS for h in HALVES} for name, scores in tables.items()}
-    for key in (f"{g}/{h}" for g in GROUPS for h in HALVES):
-        print(key)
-        for name, cells in sorted(result["table"].items(),
-                                  key=lambda kv: -kv[1][key].get("spearman", -9)):
-            m = cells[key]
-            print(f"  {name:36s} n={m['n']:3d}  Sp {m['spearman']:+.3f}  Kt {m['kendall']:+.3f}"
-                  f"  top pick {m['top_pick']:.4f}  top-5 {m['top5_mean']:.4f}")
+    result["table"] = cells(tables, values)
+    print_cells(result["table"], 36, lambda name, m: f"  top-5 {m['top5_mean']:.4f}")
     for name, fit in result["probes"].items():
         print(f"{name}: {fit}")
     if args.json:

@@ -34,6 +34,7 @@ import json
 import statistics
 import sys
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).parent))
 from macro_truth import CANDIDATES  # noqa: E402
@@ -127,6 +128,28 @@ def with_top_pick(scores: dict[str, float], truth: dict[str, float]) -> dict[str
     return out
 
 
+def cells(tables: dict[str, dict[str, float]], values: dict[str, float],
+          within: set[str] | None = None) -> dict[str, dict[str, dict]]:
+    """``{scorer: {"group/half": Spearman, Kendall, top pick ...}}`` of each scorer's scores
+    (those of candidates in ``within``, if given) against the truth ``values``."""
+    return {name: {f"{g}/{h}": with_top_pick(
+        {c: v for c, v in scores.items()
+         if c in subset(h, g) and (within is None or c in within)}, values)
+        for g in GROUPS for h in HALVES} for name, scores in tables.items()}
+
+
+def print_cells(table: dict[str, dict[str, dict]], width: int,
+                more: Callable[[str, dict], str] = lambda name, m: "") -> None:
+    """Each group/half, its scorers best Spearman first, and ``more(name, cell)`` after each."""
+    for key in (f"{g}/{h}" for g in GROUPS for h in HALVES):
+        print(key)
+        for name, by_key in sorted(table.items(), key=lambda kv: -kv[1][key].get("spearman", -9)):
+            m = by_key[key]
+            if "spearman" in m:
+                print(f"  {name:{width}s} n={m['n']:3d}  Sp {m['spearman']:+.3f}  Kt "
+                      f"{m['kendall']:+.3f}  top pick {m['top_pick']:.4f}" + more(name, m))
+
+
 def agreement() -> dict:
     """The truth's own noise: seed 0 against seed 1 on the candidates trained with both."""
     from scipy.stats import kendalltau, spearmanr
@@ -159,8 +182,9 @@ def report(args: argparse.Namespace) -> int:
         print(f"\n{label} ({len(rows)} candidates scored, {len(values)} with truth)")
         for key in (f"{g}/{h}" for g in GROUPS for h in HALVES):
             print(f"  {key}")
-            for name, cells in sorted(table.items(), key=lambda kv: -kv[1][key].get("spearman", -9)):
-                m = cells[key]
+            for name, by_key in sorted(table.items(),
+                                       key=lambda kv: -kv[1][key].get("spearman", -9)):
+                m = by_key[key]
                 if "spearman" in m:
                     print(f"    {name:28s} n={m['n']:3d}  Sp {m['spearman']:+.3f}  Kt "
                           f"{m['kendall']:+.3f}  top pick {m['top_pick']:.4f}  top-5 "

@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fmnist_truth import append  # noqa: E402
-from macro_ranking import GROUPS, HALVES, SCORES, scorers, subset, truth, with_top_pick  # noqa: E402
+from macro_ranking import SCORES, cells, print_cells, scorers, truth  # noqa: E402
 from macro_truth import CANDIDATES  # noqa: E402
 from truth_ranking import load_scores  # noqa: E402
 
@@ -112,21 +112,10 @@ def report(args: argparse.Namespace) -> int:
     table = {**by_signal, **{f"{k} ({REFERENCE})" if k == "hypernet" else k: v
                              for k, v in ref.items()}}
     result = {"candidates": len(rows), "recipe": SCREEN,
-              "seconds": {k: statistics.median(v) for k, v in cost.items()}, "signals": {}}
-    for name, scores in table.items():
-        result["signals"][name] = {f"{g}/{h}": with_top_pick(
-            {c: v for c, v in scores.items() if c in subset(h, g) and c in by_signal["screen"]},
-            values) for g in GROUPS for h in HALVES}
-    for key in (f"{g}/{h}" for g in GROUPS for h in HALVES):
-        print(f"{key}")
-        for name, cells in sorted(result["signals"].items(),
-                                  key=lambda kv: -kv[1][key].get("spearman", -9)):
-            m = cells[key]
-            if "spearman" in m:
-                secs = result["seconds"].get(name)
-                print(f"  {name:28s} n={m['n']:3d}  Sp {m['spearman']:+.3f}  Kt "
-                      f"{m['kendall']:+.3f}  top pick {m['top_pick']:.4f}"
-                      + (f"  {secs:5.1f} s" if secs is not None else ""))
+              "seconds": {k: statistics.median(v) for k, v in cost.items()}}
+    result["signals"] = cells(table, values, within=set(by_signal["screen"]))
+    print_cells(result["signals"], 28, lambda name, m: f"  {result['seconds'][name]:5.1f} s"
+                if name in result["seconds"] else "")
     if args.json:
         (RESULTS / "macro_screen_signal.json").write_text(json.dumps(result, indent=1) + "\n")
     return 0
